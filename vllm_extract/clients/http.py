@@ -1,0 +1,499 @@
+"""HTTP transport: ``HTTPVLLMClient`` talks to one or more OpenAI-compatible vLLM servers.
+
+One pooled ``httpx.AsyncClient`` carries every request. ``connect()`` checks ``/health`` and
+``/v1/models`` on each configured server and discovers the served model and its context length.
+``generate_batch()`` sends chat completions with bounded concurrency, round-robin over healthy
+servers, retrying transient faults (connection errors, timeouts, dropped connections, 429, 5xx)
+with exponential backoff and full jitter. A bad request never raises: its response carries
+``error`` and ``error_kind`` (``http_4xx``, ``context_overflow``, ``http_retry_exhausted``,
+``bad_response``).
+
+``RemoteTokenizer`` counts tokens with the server's ``/tokenize`` endpoint, so counts are exact
+even when the model's files are not on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..config import VLLMConfig
+from ..exceptions import ConfigurationError, ConnectionError, GenerationError
+from ..tokens import EstimateTokenizer, Tokenizer, load_tokenizer
+from .base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse, enforce_sampling
+
+__all__ = ["HTTPVLLMClient", "RemoteTokenizer"]
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+_CONNECT_TIMEOUT = 10.0
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+_OVERFLOW = re.compile(
+    r"maximum context length|maximum model length|prompt is too long|too many (input )?tokens"
+    r"|reduce the length of the input",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class _Server:
+    """One configured server and what is known about it."""
+
+    url: str
+    model: str | None = None
+    max_model_len: int | None = None
+    down_until: float = 0.0
+    reason: str = ""
+
+
+class _AttemptError(Exception):
+    """One failed attempt: whether to retry, a server-requested delay, and the error kind."""
+
+    def __init__(self, message: str, *, retry: bool, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The server's error message (vLLM / OpenAI JSON shapes), else the start of the body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500].strip()
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])
+    if isinstance(data, dict) and (text := err or data.get("message") or data.get("detail")):
+        return str(text)
+    return str(data)[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds asked for by a Retry-After header (delta-seconds or HTTP date), if any."""
+    raw = response.headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _choose_model(config: VLLMConfig, entries: list[dict[str, Any]], url: str) -> tuple[str, int | None]:
+    """The served model to use and its max_model_len, following the documented order."""
+    served = [str(e.get("id")) for e in entries if e.get("id")]
+    by_id = {str(e.get("id")): e for e in entries}
+    if not served:
+        raise ConfigurationError(f"server {url} serves no model", hint="check the server's --model")
+    chosen: str | None = None
+    if config.model_id and config.model_id in by_id:
+        chosen = config.model_id
+    elif len(served) == 1:
+        chosen = served[0]
+        if config.model_id:
+            logger.warning(
+                "model_id %r is not served by %s; using its only model %r", config.model_id, url, chosen
+            )
+    elif config.model in by_id:
+        chosen = config.model
+    else:
+        roots = [e for e in entries if e.get("root") == config.model]
+        if len(roots) == 1:
+            chosen = str(roots[0]["id"])
+    if chosen is None:
+        wanted = config.model_id or config.model
+        raise ConfigurationError(
+            f"server {url} serves {', '.join(served)}, not {wanted!r}",
+            hint="pass --model-id with one of the served names",
+        )
+    length = by_id[chosen].get("max_model_len")
+    return chosen, int(length) if isinstance(length, int) and length > 0 else None
+
+
+class RemoteTokenizer:
+    """Exact token counts from a vLLM server's ``/tokenize`` endpoint (synchronous ``httpx.Client``).
+
+    ``offsets`` delegates to ``EstimateTokenizer`` (chunk cut points only); ``encode_chat`` is
+    exact: the server applies the model's chat template. When the server has no ``/tokenize``
+    (404) the tokenizer switches to an estimate, logs a warning and sets ``exact = False``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.exact = True
+        self.name = f"remote /tokenize ({model} at {self.base_url})"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
+            transport=transport,
+        )
+        self._estimate = EstimateTokenizer()
+        self._fallback = False
+
+    def _tokenize(self, body: dict[str, Any]) -> list[int] | None:
+        """Token ids from the server, or None once it turned out to have no /tokenize."""
+        if self._fallback:
+            return None
+        try:
+            response = self._client.post("/tokenize", json={"model": self.model, **body})
+        except httpx.HTTPError as exc:
+            raise ConnectionError(
+                f"cannot reach {self.base_url}/tokenize: {_describe(exc)}",
+                base_url=self.base_url,
+                hint="check that the vLLM server is running",
+            ) from exc
+        if response.status_code in (404, 405) and "model" not in response.text.lower():
+            logger.warning("%s has no /tokenize endpoint: token counts are estimates", self.base_url)
+            self._fallback = True
+            self.exact = False
+            self.name = self._estimate.name
+            return None
+        if response.status_code != 200:
+            raise GenerationError(
+                f"/tokenize on {self.base_url} answered {response.status_code}: {_error_text(response)}",
+                status_code=response.status_code,
+                hint="check the model name and the server log",
+            )
+        return [int(t) for t in response.json()["tokens"]]
+
+    def probe(self) -> None:
+        """Tokenize a word once, so a missing /tokenize is found before any count is trusted."""
+        self.encode("probe")
+
+    def encode(self, text: str) -> list[int]:
+        tokens = self._tokenize({"prompt": text, "add_special_tokens": False})
+        return self._estimate.encode(text) if tokens is None else tokens
+
+    def encode_chat(self, messages: Messages) -> list[int]:
+        tokens = self._tokenize({"messages": messages, "add_generation_prompt": True})
+        return self._estimate.encode_chat(messages) if tokens is None else tokens
+
+    def render_chat(self, messages: Messages) -> str:
+        # Only counts matter to callers; the server renders the real template in encode_chat.
+        return self._estimate.render_chat(messages)
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return self._estimate.offsets(text)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class HTTPVLLMClient(VLLMClientInterface):
+    """A client for OpenAI-compatible vLLM servers (``vllm serve``)."""
+
+    client_type = VLLMClientType.HTTP_API
+
+    def __init__(
+        self, config: VLLMConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        super().__init__(config)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._servers = [_Server(url) for url in self.config.server_urls()]
+        self._origins = {_origin(s.url) for s in self._servers}
+        self._rr = itertools.count()
+        self._tokenizer: Tokenizer | None = None
+        self.model_name: str | None = None
+        self.server_max_model_len: int | None = None
+        # Retry policy; attributes so tests (and callers) can shorten them.
+        self.backoff_base = 0.5
+        self.backoff_cap = 20.0
+        self.server_cooldown = 30.0
+
+    # -- connection ---------------------------------------------------------------------------
+    def _headers(self, url: str) -> dict[str, str]:
+        """The API key goes only to the configured servers, never to any other host."""
+        if self.config.api_key and _origin(url) in self._origins:
+            return {"Authorization": f"Bearer {self.config.api_key}"}
+        return {}
+
+    def _http(self) -> httpx.AsyncClient:
+        """The pooled client, (re)created for the running event loop (connections are per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._client_loop is not loop:
+            n = self.config.concurrency
+            timeout = self.config.http_timeout
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
+                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                transport=self._transport,
+                follow_redirects=False,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def _probe(self, server: _Server) -> None:
+        client = self._http()
+        health = await client.get(server.url + "/health", headers=self._headers(server.url))
+        if health.status_code != 200:
+            raise _AttemptError(f"/health answered {health.status_code}", retry=False, kind="http")
+        models = await client.get(server.url + "/v1/models", headers=self._headers(server.url))
+        try:
+            entries = list(models.json()["data"]) if models.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            entries = None
+        if entries is None:
+            why = f"/v1/models answered {models.status_code}: {_error_text(models)}"
+            raise _AttemptError(why, retry=False, kind="http")
+        server.model, server.max_model_len = _choose_model(self.config, entries, server.url)
+
+    async def connect(self) -> bool:
+        """Check every configured server; at least one must answer. Returns True."""
+        if not self._servers:
+            raise ConfigurationError(
+                "no server URL configured for the HTTP client",
+                hint="pass --server URL (e.g. --server http://127.0.0.1:8000)",
+            )
+        config_errors: list[ConfigurationError] = []
+        for server in self._servers:
+            try:
+                await self._probe(server)
+            except ConfigurationError as exc:
+                config_errors.append(exc)
+                self._mark_down(server, str(exc))
+                continue
+            except (httpx.HTTPError, _AttemptError) as exc:
+                self._mark_down(server, _describe(exc))
+                continue
+            if self.model_name is None:
+                self.model_name, self.server_max_model_len = server.model, server.max_model_len
+            elif server.model != self.model_name:
+                self._mark_down(server, f"serves {server.model!r}, not {self.model_name!r}")
+                continue
+            server.down_until, server.reason = 0.0, ""
+        healthy = [s for s in self._servers if not s.reason]
+        if not healthy:
+            if config_errors:
+                raise config_errors[0]
+            failures = ", ".join(f"{s.url} ({s.reason})" for s in self._servers)
+            raise ConnectionError(
+                f"no vLLM server answered: {failures}",
+                base_url=self._servers[0].url,
+                hint="start one with `vllm serve MODEL` or check --server",
+            )
+        logger.info(
+            "connected to %s serving %s (max_model_len %s)",
+            ", ".join(s.url for s in healthy),
+            self.model_name,
+            self.server_max_model_len,
+        )
+        self.connected = True
+        return True
+
+    def _mark_down(self, server: _Server, reason: str) -> None:
+        now = time.monotonic()
+        was_up = server.down_until <= now
+        server.down_until = now + self.server_cooldown
+        server.reason = reason
+        if was_up:
+            logger.warning("server %s marked down for %.0f s: %s", server.url, self.server_cooldown, reason)
+
+    def _pick_server(self) -> _Server:
+        """The next healthy server round-robin; when all are down, the one back soonest."""
+        now = time.monotonic()
+        healthy = [s for s in self._servers if s.down_until <= now]
+        if healthy:
+            return healthy[next(self._rr) % len(healthy)]
+        return min(self._servers, key=lambda s: s.down_until)
+
+    @property
+    def max_model_len(self) -> int:
+        if self.server_max_model_len:
+            return min(self.config.max_model_len, self.server_max_model_len)
+        return self.config.max_model_len
+
+    # -- generation ---------------------------------------------------------------------------
+    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+        if not requests:
+            return []
+        if not self.connected:
+            await self.connect()
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+
+        async def run(request: VLLMRequest) -> VLLMResponse:
+            async with semaphore:
+                try:
+                    response = await self._generate_one(request)
+                except Exception as exc:  # one bad request must not sink the batch
+                    logger.exception("request %s failed unexpectedly", request.request_id)
+                    response = VLLMResponse(
+                        request.request_id, error=f"unexpected error: {exc!r}", error_kind="internal"
+                    )
+            self.stats.record(response)
+            return response
+
+        return list(await asyncio.gather(*(run(r) for r in requests)))
+
+    def _body(self, request: VLLMRequest, model: str) -> dict[str, Any]:
+        temperature, seed, max_tokens = enforce_sampling(request, self.config)
+        # vLLM rejects max_tokens >= the server's context outright; it clamps anything smaller.
+        max_tokens = min(max_tokens, self.max_model_len - 1)
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": request.messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+        }
+        if request.stop:
+            body["stop"] = request.stop
+        if request.json_schema is not None:
+            body["structured_outputs"] = {"json": request.json_schema}
+        return body
+
+    async def _generate_one(self, request: VLLMRequest) -> VLLMResponse:
+        start = time.perf_counter()
+        body = self._body(request, self.model_name or self.config.served_model)
+        attempts = 0
+        while True:
+            server = self._pick_server()
+            attempts += 1
+            try:
+                response = await self._attempt(server, body, request.request_id)
+                response.response_time_ms = (time.perf_counter() - start) * 1000
+                return response
+            except _AttemptError as exc:
+                failure = exc
+            if failure.retry and attempts <= self.config.max_retries:
+                delay = self._backoff(attempts - 1, failure.retry_after)
+                logger.info("retrying request %s in %.2f s: %s", request.request_id, delay, failure)
+                self.stats.add("retries")
+                await asyncio.sleep(delay)
+                continue
+            exhausted = failure.retry
+            return VLLMResponse(
+                request.request_id,
+                error=f"gave up after {attempts} attempts: {failure}" if exhausted else str(failure),
+                error_kind="http_retry_exhausted" if exhausted else failure.kind,
+                response_time_ms=(time.perf_counter() - start) * 1000,
+                model=body["model"],
+            )
+
+    def _backoff(self, retry_index: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.backoff_cap, retry_after)
+        return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**retry_index))
+
+    async def _attempt(self, server: _Server, body: dict[str, Any], request_id: str) -> VLLMResponse:
+        url = server.url + "/v1/chat/completions"
+        try:
+            http = await self._http().post(url, json=body, headers=self._headers(url))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self._mark_down(server, _describe(exc))
+            raise _AttemptError(f"{server.url}: {_describe(exc)}", retry=True, kind="connection") from exc
+        except httpx.TransportError as exc:  # read timeout, dropped connection, protocol error
+            raise _AttemptError(f"{server.url}: {_describe(exc)}", retry=True, kind="transport") from exc
+        status = http.status_code
+        if status == 429 or status >= 500:
+            raise _AttemptError(
+                f"HTTP {status} from {server.url}: {_error_text(http)}",
+                retry=True,
+                kind="http_retryable",
+                retry_after=_retry_after(http),
+            )
+        if status >= 400:
+            text = _error_text(http)
+            kind = "context_overflow" if status == 400 and _OVERFLOW.search(text) else "http_4xx"
+            raise _AttemptError(f"HTTP {status} from {server.url}: {text}", retry=False, kind=kind)
+        try:
+            data = http.json()
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+            usage = data.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise _AttemptError(
+                f"malformed completion from {server.url}: {exc!r}", retry=False, kind="bad_response"
+            ) from exc
+        server.reason = ""
+        details = usage.get("prompt_tokens_details") or {}
+        return VLLMResponse(
+            request_id,
+            content=content,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            model=str(data.get("model") or body["model"]),
+            cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        )
+
+    # -- tokenizer & shutdown -----------------------------------------------------------------
+    def get_tokenizer(self) -> Tokenizer:
+        """The local HF tokenizer when the model is a local folder, else the server's /tokenize."""
+        if self._tokenizer is not None:
+            return self._tokenizer
+        for name in (self.model_name, self.config.model):
+            if name and Path(name).is_dir() and any((Path(name) / f).is_file() for f in _TOKENIZER_FILES):
+                tokenizer = load_tokenizer(name)
+                if tokenizer.exact:
+                    self._tokenizer = tokenizer
+                    return tokenizer
+        server = next((s for s in self._servers if s.model and not s.reason), None) or (
+            self._servers[0] if self._servers else None
+        )
+        if server is None:
+            raise ConfigurationError("no server URL configured for the HTTP client", hint="pass --server URL")
+        remote = RemoteTokenizer(
+            server.url,
+            self.model_name or self.config.served_model,
+            api_key=self.config.api_key,
+            timeout=min(self.config.http_timeout, 60.0),
+        )
+        remote.probe()
+        self._tokenizer = remote
+        return remote
+
+    async def close(self) -> None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = self._client_loop = None
+        if isinstance(self._tokenizer, RemoteTokenizer):
+            self._tokenizer.close()
+            self._tokenizer = None
+        await super().close()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a failed request or probe (the class name when the text is empty)."""
+    text, name = str(exc).strip() or type(exc).__name__, type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({name})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"connection refused or unreachable ({text})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection dropped ({text})"
+    return text if text == name else f"{text} ({name})"

