@@ -46,9 +46,7 @@ def main() -> None:
     llm = client.llm
 
     pipeline = ExtractionPipeline(client, settings)
-    prepared = [
-        p for d in iter_documents([str(corpus)]) if isinstance(d, Document) for p in pipeline.prepare(d)
-    ]
+    prepared = [p for d in iter_documents([str(corpus)]) if isinstance(d, Document) for p in pipeline.prepare(d)]
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 

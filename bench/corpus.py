@@ -109,9 +109,7 @@ def _paragraph(rng: random.Random, kind: str) -> str:
     )
 
 
-def documents(
-    count: int, *, seed: int = 1234, long_every: int = 10, long_paragraphs: int = 40
-) -> Iterator[dict]:
+def documents(count: int, *, seed: int = 1234, long_every: int = 10, long_paragraphs: int = 40) -> Iterator[dict]:
     """``count`` documents; every ``long_every``-th is ``long_paragraphs`` paragraphs long."""
     rng = random.Random(seed)
     for i in range(count):

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 # Small budgets keep the tiny model (which repeats itself until max_tokens) fast on 2 cores.
-TEST_MAX_TOKENS = 192
+TEST_MAX_TOKENS = 96
 
 
 def engine_config(model: str | Path, **changes: object) -> VLLMConfig:

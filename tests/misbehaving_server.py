@@ -221,15 +221,11 @@ def _make_handler(server: MisbehavingServer) -> type[BaseHTTPRequestHandler]:
                 return
             if self.path == "/tokenize" and server.tokenize:
                 if "messages" in body:
-                    text = (
-                        " ".join(f"<{m['role']}> {m['content']}" for m in body["messages"]) + " <assistant>"
-                    )
+                    text = " ".join(f"<{m['role']}> {m['content']}" for m in body["messages"]) + " <assistant>"
                 else:
                     text = str(body.get("prompt", ""))
                 tokens = list(range(len(text.split())))
-                self._send(
-                    200, {"count": len(tokens), "max_model_len": server.max_model_len, "tokens": tokens}
-                )
+                self._send(200, {"count": len(tokens), "max_model_len": server.max_model_len, "tokens": tokens})
                 return
             if self.path != "/v1/chat/completions":
                 self._send(404, {"detail": "Not Found"})

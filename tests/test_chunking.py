@@ -159,9 +159,7 @@ def test_chunk_token_counts_add_up_without_overlap(tokenizer: Tokenizer, long_te
 
 def test_cjk_without_spaces(tokenizer: Tokenizer) -> None:
     rng = random.Random(7)
-    sentences = [
-        "".join(rng.choice("東京大阪株式会社契約書裁判所判決原告被告") for _ in range(30)) for _ in range(400)
-    ]
+    sentences = ["".join(rng.choice("東京大阪株式会社契約書裁判所判決原告被告") for _ in range(30)) for _ in range(400)]
     text = "。".join(sentences) + "。"
     chunks = chunk_document("cjk", text, tokenizer, max_tokens=500, overlap=0.1)
     assert len(chunks) > 3

@@ -23,9 +23,7 @@ from vllm_extract.exceptions import ConfigurationError
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _settings(
-    tmp_path: Path, toml: str | None = None, env: dict | None = None, **overrides: object
-) -> Settings:
+def _settings(tmp_path: Path, toml: str | None = None, env: dict | None = None, **overrides: object) -> Settings:
     path = None
     if toml is not None:
         path = tmp_path / "cfg.toml"
@@ -63,9 +61,7 @@ def test_load_settings_without_sources_gives_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("temperature", "seed"), [(0.7, 42), (0.0, 7), (1.0, 0)])
-def test_temperature_and_seed_are_enforced(
-    caplog: pytest.LogCaptureFixture, temperature: float, seed: int
-) -> None:
+def test_temperature_and_seed_are_enforced(caplog: pytest.LogCaptureFixture, temperature: float, seed: int) -> None:
     with caplog.at_level(logging.WARNING, logger="vllm_extract.config"):
         cfg = VLLMConfig(default_temperature=temperature, seed=seed)
     assert (cfg.default_temperature, cfg.seed) == (0.0, 42)
@@ -79,9 +75,7 @@ def test_no_warning_for_enforced_values(caplog: pytest.LogCaptureFixture) -> Non
     assert caplog.records == []
 
 
-def test_temperature_and_seed_from_sources_are_enforced(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_temperature_and_seed_from_sources_are_enforced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="vllm_extract.config"):
         settings = _settings(tmp_path, "seed = 1\n", env={"VLLM_EXTRACT_DEFAULT_TEMPERATURE": "0.9"})
     assert (settings.vllm.default_temperature, settings.vllm.seed) == (0.0, 42)

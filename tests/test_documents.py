@@ -419,9 +419,7 @@ _junk_bytes = st.one_of(
     st.text(min_size=1, max_size=40).map(lambda t: t.encode("utf-8")),
     st.binary(min_size=1, max_size=40),
     st.lists(_json_scalar, max_size=4).map(lambda v: json.dumps(v).encode()),
-    st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False)).map(
-        lambda v: json.dumps(v).encode()
-    ),
+    st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False)).map(lambda v: json.dumps(v).encode()),
     st.dictionaries(_keys, _json_scalar, max_size=3).map(lambda d: json.dumps(d).encode()),
     st.sampled_from([b'{"text": 3}', b'{"text": ""}', b'{"text": " "}', b'{"text": [1]}', b'{"text": "a"']),
 )
@@ -435,9 +433,7 @@ _blank = st.sampled_from([b"", b"   ", b"\t"]).map(lambda b: ("blank", b, None))
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.one_of(_good, _junk, _blank), min_size=1, max_size=25))
-def test_property_jsonl_good_and_junk_lines(
-    tmp_path: Path, lines: list[tuple[str, bytes, str | None]]
-) -> None:
+def test_property_jsonl_good_and_junk_lines(tmp_path: Path, lines: list[tuple[str, bytes, str | None]]) -> None:
     path = tmp_path / "prop.jsonl"
     path.write_bytes(b"".join(raw + b"\n" for _, raw, _ in lines))
     items = list(iter_documents([str(path)]))

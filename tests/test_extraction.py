@@ -66,9 +66,7 @@ def test_instructions_and_messages() -> None:
 
 
 def test_parse_valid_json() -> None:
-    content = json.dumps(
-        {"entities": [{"type": "PERSON", "text": "Ada Lovelace"}, {"type": "MONEY", "text": "$5"}]}
-    )
+    content = json.dumps({"entities": [{"type": "PERSON", "text": "Ada Lovelace"}, {"type": "MONEY", "text": "$5"}]})
     entities, note = parse_response(content, ALLOWED)
     assert entities == [RawEntity("PERSON", "Ada Lovelace"), RawEntity("MONEY", "$5")]
     assert note is None

@@ -50,9 +50,7 @@ def fallback_records(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.usefixtures("no_vllm")
-def test_falls_back_to_http_when_vllm_missing(
-    misbehaving_server: Factory, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_falls_back_to_http_when_vllm_missing(misbehaving_server: Factory, caplog: pytest.LogCaptureFixture) -> None:
     server = misbehaving_server()
     config = VLLMConfig(base_url=server.url)
     with caplog.at_level(logging.WARNING):
@@ -86,6 +84,11 @@ def test_no_server_names_direct_cause() -> None:
     assert "--server URL" in str(info.value.hint)
 
 
+def test_configuration_error_without_server_is_raised_as_is(tmp_path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        run(make_and_close(config=VLLMConfig(model=str(tmp_path / "missing" / "model")), preflight=False))
+
+
 @pytest.mark.usefixtures("no_vllm")
 def test_fallback_disabled_names_direct_cause(misbehaving_server: Factory) -> None:
     server = misbehaving_server()
@@ -107,11 +110,7 @@ def test_both_failing_names_both_causes(dead_server_url: str) -> None:
 @pytest.mark.usefixtures("no_vllm")
 def test_preferred_http_falls_back_to_direct_and_names_both(dead_server_url: str) -> None:
     with pytest.raises(ConnectionError) as info:
-        run(
-            make_and_close(
-                preferred_type=VLLMClientType.HTTP_API, config=VLLMConfig(base_url=dead_server_url)
-            )
-        )
+        run(make_and_close(preferred_type=VLLMClientType.HTTP_API, config=VLLMConfig(base_url=dead_server_url)))
     text = str(info.value)
     assert "http: no vLLM server answered" in text and "direct: vLLM is not importable" in text
 

@@ -138,9 +138,7 @@ def test_bad_gpu_id_names_how_many_exist(gpus: FakeGPUs, fake_time: FakeTime) ->
 
 def test_stats_summary_exact_string(fake_time: FakeTime) -> None:
     source = FakeGPUs([FakeDevice("NVIDIA A40", 46.049, 39.251, 45.0)])
-    assert monitor(source, fake_time).get_stats_summary() == (
-        "GPU 0: 85.2% memory (39.3GB / 46.0GB), 45% utilization"
-    )
+    assert monitor(source, fake_time).get_stats_summary() == ("GPU 0: 85.2% memory (39.3GB / 46.0GB), 45% utilization")
     source.devices[0].utilization = None
     assert monitor(source, fake_time).get_stats_summary() == "GPU 0: 85.2% memory (39.3GB / 46.0GB)"
 
@@ -234,16 +232,12 @@ def _fake_pynvml(*, init_error: bool = False) -> types.ModuleType:
     mod.nvmlDeviceGetHandleByIndex = lambda i: f"handle{i}"
     mod.nvmlDeviceGetName = lambda h: b"NVIDIA H100"
     mod.nvmlDeviceGetUUID = lambda h: "GPU-1234"
-    mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(
-        total=80 * gib, used=20 * gib, free=59 * gib
-    )
+    mod.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=80 * gib, used=20 * gib, free=59 * gib)
     mod.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=37, memory=10)
     mod.nvmlDeviceGetTemperature = unsupported
     mod.nvmlDeviceGetPowerUsage = lambda h: 250_500
     mod.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700_000
-    mod.nvmlDeviceGetComputeRunningProcesses = lambda h: [
-        types.SimpleNamespace(pid=999_999_999, usedGpuMemory=None)
-    ]
+    mod.nvmlDeviceGetComputeRunningProcesses = lambda h: [types.SimpleNamespace(pid=999_999_999, usedGpuMemory=None)]
     mod.nvmlSystemGetProcessName = lambda pid: b"vllm-worker"
     return mod
 

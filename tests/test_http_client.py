@@ -41,8 +41,7 @@ def make_client(*urls: str, **settings: Any) -> HTTPVLLMClient:
 
 def requests_for(names: list[str], **kwargs: Any) -> list[VLLMRequest]:
     return [
-        VLLMRequest(messages=[{"role": "user", "content": f"{name} signed the lease."}], **kwargs)
-        for name in names
+        VLLMRequest(messages=[{"role": "user", "content": f"{name} signed the lease."}], **kwargs) for name in names
     ]
 
 
@@ -193,9 +192,7 @@ def test_batch_with_random_faults(misbehaving_server: Factory) -> None:
         if i % 10 == 9:  # more faults than retries: must end as an error record
             faults = ["503"] * (max_retries + 1)
         else:
-            faults = [
-                rng.choice(["503", "429", "drop", "slow", "ok"]) for _ in range(rng.randint(0, max_retries))
-            ]
+            faults = [rng.choice(["503", "429", "drop", "slow", "ok"]) for _ in range(rng.randint(0, max_retries))]
         server.plan[prompt] = faults
         planned[prompt] = faults.index("ok") if "ok" in faults else len(faults)
     client = make_client(server.url, max_retries=max_retries, http_timeout=1.0, concurrency=8)
@@ -331,9 +328,7 @@ def test_custom_transport_is_used() -> None:
             return httpx.Response(200, json={"data": [{"id": "m", "max_model_len": 1000}]})
         text = json.loads(request.content)["messages"][-1]["content"]
         message = {"role": "assistant", "content": first_capitalized(text)}
-        return httpx.Response(
-            200, json={"model": "m", "choices": [{"message": message, "finish_reason": "stop"}]}
-        )
+        return httpx.Response(200, json={"model": "m", "choices": [{"message": message, "finish_reason": "stop"}]})
 
     config = VLLMConfig(base_url="http://127.0.0.1:9")
     client = HTTPVLLMClient(config, transport=httpx.MockTransport(handler))

@@ -24,9 +24,7 @@ def _lines(path: Path) -> list[dict]:
 
 
 def _dead_pid() -> int:
-    proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     return int(proc.stdout)
 
 

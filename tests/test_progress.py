@@ -94,8 +94,7 @@ def test_plain_mode_prints_periodic_lines_errors_and_summary() -> None:
     lines = text.splitlines()
     progress = [line for line in lines if " documents " in line]
     assert progress == [
-        "[00:00:35] documents 3/4 (75.0%) eta 00:00:17 chunks 4/5 prompt 1.2M gen 80.1k tokens "
-        "2289 tok/s errors 1",
+        "[00:00:35] documents 3/4 (75.0%) eta 00:00:17 chunks 4/5 prompt 1.2M gen 80.1k tokens 2289 tok/s errors 1",
         "[00:01:15] documents 4/4 (100.0%) eta 00:00:00 chunks 5/5 prompt 1.2M gen 80.1k tokens "
         "1068 tok/s errors 1 | host 41% mem",
     ]
@@ -198,9 +197,7 @@ def test_render_gpu_table() -> None:
     assert "4242 python 44.0 GB, 7 x" in text
 
 
-@pytest.mark.parametrize(
-    ("count", "expected"), [(999, "999"), (80_100, "80.1k"), (1_234_567, "1.2M"), (3e9, "3.0B")]
-)
+@pytest.mark.parametrize(("count", "expected"), [(999, "999"), (80_100, "80.1k"), (1_234_567, "1.2M"), (3e9, "3.0B")])
 def test_format_tokens(count: float, expected: str) -> None:
     assert format_tokens(count) == expected
 

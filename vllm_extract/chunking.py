@@ -37,9 +37,7 @@ class Chunk:
     tokens: int
 
 
-def chunk_document(
-    doc_id: str, text: str, tokenizer: Tokenizer, max_tokens: int, overlap: float = 0.1
-) -> list[Chunk]:
+def chunk_document(doc_id: str, text: str, tokenizer: Tokenizer, max_tokens: int, overlap: float = 0.1) -> list[Chunk]:
     """Chunks of at most ``max_tokens`` tokens (as counted inside the document) covering ``text``."""
     offsets = tokenizer.offsets(text)
     if len(offsets) <= max_tokens:
@@ -66,9 +64,7 @@ def chunk_document(
             next_char = end_char
         start_char = next_char
         start_tok = _first_token(offsets, starts, start_char)
-    return [
-        Chunk(doc_id, i, a, b, text[a:b], _tokens_in(offsets, starts, a, b)) for i, (a, b) in enumerate(spans)
-    ]
+    return [Chunk(doc_id, i, a, b, text[a:b], _tokens_in(offsets, starts, a, b)) for i, (a, b) in enumerate(spans)]
 
 
 def _first_token(offsets: list[tuple[int, int]], starts: list[int], char: int) -> int:

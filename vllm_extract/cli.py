@@ -45,9 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(
-    help="Prepare and locate models (the embedded tiny demo model).", no_args_is_help=True
-)
+models_app = typer.Typer(help="Prepare and locate models (the embedded tiny demo model).", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
@@ -82,35 +80,21 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 # Options shared by run and plan -------------------------------------------------------------
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (default: ./vllm-extract.toml).")
-]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default: ./vllm-extract.toml).")]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", "-m", help="'tiny' (embedded demo), a local folder, or a model name.")
 ]
-TypesOpt = Annotated[
-    str | None, typer.Option("--types", help="Entity types, comma-separated: PERSON,ORGANIZATION,...")
-]
+TypesOpt = Annotated[str | None, typer.Option("--types", help="Entity types, comma-separated: PERSON,ORGANIZATION,...")]
 TypesFileOpt = Annotated[
     Path | None, typer.Option("--types-file", help="JSON/TOML file: {TYPE: description}.", exists=True)
 ]
-ChunkOpt = Annotated[
-    int | None, typer.Option("--chunk-tokens", help="Target chunk size in tokens (default 12000).")
-]
+ChunkOpt = Annotated[int | None, typer.Option("--chunk-tokens", help="Target chunk size in tokens (default 12000).")]
 OverlapOpt = Annotated[float | None, typer.Option("--overlap", help="Chunk overlap fraction (default 0.1).")]
-MaxTokensOpt = Annotated[
-    int | None, typer.Option("--max-tokens", help="Completion budget per chunk (default 4096).")
-]
+MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion budget per chunk (default 4096).")]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-model-len", help="Context length cap (default 32768).")]
-IdFieldOpt = Annotated[
-    str | None, typer.Option("--id-field", help="JSONL field holding the id (default id).")
-]
-TextFieldOpt = Annotated[
-    str | None, typer.Option("--text-field", help="JSONL field holding the text (default text).")
-]
-GlobOpt = Annotated[
-    list[str] | None, typer.Option("--glob", help="File pattern inside folders (repeatable).")
-]
+IdFieldOpt = Annotated[str | None, typer.Option("--id-field", help="JSONL field holding the id (default id).")]
+TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="JSONL field holding the text (default text).")]
+GlobOpt = Annotated[list[str] | None, typer.Option("--glob", help="File pattern inside folders (repeatable).")]
 
 
 def _settings(config: Path | None, **cli: Any) -> Any:
@@ -127,15 +111,13 @@ def _settings(config: Path | None, **cli: Any) -> Any:
     return load_settings(config, overrides=cli)
 
 
-@app.command()
+@app.command(epilog=EXIT_CODES_HELP)
 def run(
     inputs: Annotated[list[str], typer.Argument(help="JSONL files, folders, or - for JSONL on stdin.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output JSONL: one line per input document.")],
     config: ConfigOpt = None,
     model: ModelOpt = None,
-    backend: Annotated[
-        str, typer.Option(help="auto (direct, then HTTP fallback), direct, or http.")
-    ] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (direct, then HTTP fallback), direct, or http.")] = "auto",
     server: Annotated[
         list[str] | None, typer.Option("--server", help="OpenAI-compatible server URL (repeatable).")
     ] = None,
@@ -160,9 +142,7 @@ def run(
     skip_gpu_check: Annotated[bool, typer.Option(help="Skip the GPU memory pre-flight.")] = False,
     wait_for_gpu: Annotated[float | None, typer.Option(help="Wait up to SECONDS for GPU memory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the summary.")] = False,
-    log_interval: Annotated[
-        float, typer.Option(help="Seconds between plain log lines (non-terminal).")
-    ] = 30.0,
+    log_interval: Annotated[float, typer.Option(help="Seconds between plain log lines (non-terminal).")] = 30.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (vLLM's too).")] = False,
 ) -> None:
     """Extract entities from documents into JSONL (one line per document, input order).
@@ -303,9 +283,7 @@ def plan(
             f"documents: {result.documents}   bad inputs: {len(result.bad_inputs)}   "
             f"skipped files: {len(result.skipped_files)}"
         )
-        out.print(
-            f"chunks: {result.chunks}   prompt tokens: {result.prompt_tokens} ({label}, {result.tokenizer})"
-        )
+        out.print(f"chunks: {result.chunks}   prompt tokens: {result.prompt_tokens} ({label}, {result.tokenizer})")
         out.print(
             f"largest prompt: {result.largest_prompt_tokens} tokens   chunk size: {result.chunk_tokens}   "
             f"context: {result.max_model_len}"
@@ -334,9 +312,7 @@ def gpu_status(
         monitor = GPUMonitor()
         stats = monitor.get_all_stats()
         if as_json:
-            sys.stdout.write(
-                orjson.dumps([s.to_dict() for s in stats], option=orjson.OPT_INDENT_2).decode() + "\n"
-            )
+            sys.stdout.write(orjson.dumps([s.to_dict() for s in stats], option=orjson.OPT_INDENT_2).decode() + "\n")
             return
         out = Console()
         if watch is None:

@@ -161,9 +161,7 @@ class ExtractionConfig:
 
     def __post_init__(self) -> None:
         if not self.entity_types:
-            raise ConfigurationError(
-                "entity_types is empty", hint="give at least one type, e.g. --types PERSON"
-            )
+            raise ConfigurationError("entity_types is empty", hint="give at least one type, e.g. --types PERSON")
         names = [t.name for t in self.entity_types]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"entity type names repeat: {names}")
@@ -390,6 +388,4 @@ def replace(settings: Settings, **changes: Any) -> Settings:
     unknown = set(changes) - set(vllm) - set(extract)
     if unknown:
         raise ConfigurationError(f"unknown setting(s): {sorted(unknown)}")
-    return Settings(
-        dataclasses.replace(settings.vllm, **vllm), dataclasses.replace(settings.extraction, **extract)
-    )
+    return Settings(dataclasses.replace(settings.vllm, **vllm), dataclasses.replace(settings.extraction, **extract))

@@ -84,9 +84,7 @@ def iter_documents(
     inputs = list(inputs)
     for name in inputs:
         if name != "-" and not os.path.lexists(name):
-            raise InputError(
-                f"input {name!r} does not exist", hint="pass JSONL files, folders, or - for stdin"
-            )
+            raise InputError(f"input {name!r} does not exist", hint="pass JSONL files, folders, or - for stdin")
     counter = _Counter()
     globs = tuple(globs)
     for name in inputs:
@@ -108,18 +106,14 @@ class _Counter:
         return self.value - 1
 
 
-def _file(
-    path: Path, counter: _Counter, id_field: str, text_field: str, max_line_bytes: int
-) -> Iterator[InputItem]:
+def _file(path: Path, counter: _Counter, id_field: str, text_field: str, max_line_bytes: int) -> Iterator[InputItem]:
     source = str(path)
     if path.suffix.lower() in JSONL_SUFFIXES:
         try:
             with open(path, "rb") as stream:
                 yield from _jsonl_stream(stream, source, counter, id_field, text_field, max_line_bytes)
         except OSError as exc:
-            yield BadInput(
-                source, source, counter.next(), "unreadable", f"cannot read {source}: {exc.strerror}"
-            )
+            yield BadInput(source, source, counter.next(), "unreadable", f"cannot read {source}: {exc.strerror}")
         return
     yield _text_file(path, source, counter.next())
 
@@ -137,9 +131,7 @@ def _text_file(path: Path, doc_id: str, index: int) -> Document | BadInput:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return BadInput(
-            doc_id, source, index, "not_utf8", f"{source} is not UTF-8 (byte {exc.start}: {exc.reason})"
-        )
+        return BadInput(doc_id, source, index, "not_utf8", f"{source} is not UTF-8 (byte {exc.start}: {exc.reason})")
     return Document(doc_id, text, source, index)
 
 
@@ -253,15 +245,9 @@ def _parse_line(
             line=line_no,
         )
     raw_id = obj.get(id_field)
-    doc_id = (
-        str(raw_id)
-        if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id)
-        else where
-    )
+    doc_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id) else where
     if text_field not in obj:
-        return BadInput(
-            doc_id, source, index, "missing_text", f"line {line_no} has no {text_field!r} field", line_no
-        )
+        return BadInput(doc_id, source, index, "missing_text", f"line {line_no} has no {text_field!r} field", line_no)
     text = obj[text_field]
     if not isinstance(text, str):
         return BadInput(
@@ -273,9 +259,7 @@ def _parse_line(
             line_no,
         )
     if not text.strip():
-        return BadInput(
-            doc_id, source, index, "empty_text", f"line {line_no}: {text_field!r} is empty", line_no
-        )
+        return BadInput(doc_id, source, index, "empty_text", f"line {line_no}: {text_field!r} is empty", line_no)
     metadata = {k: v for k, v in obj.items() if k not in (id_field, text_field)}
     return Document(doc_id, text, source, index, metadata, line=line_no)
 

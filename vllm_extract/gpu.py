@@ -46,8 +46,7 @@ NO_DRIVER_HINT = (
     "with pip install 'vllm-extract[cpu]', or skip the check with --skip-gpu-check"
 )
 MEMORY_HINT = (
-    "free GPU memory, lower gpu_memory_utilization, wait with --wait-for-gpu SECONDS, "
-    "or skip with --skip-gpu-check"
+    "free GPU memory, lower gpu_memory_utilization, wait with --wait-for-gpu SECONDS, or skip with --skip-gpu-check"
 )
 HOST_MEMORY_HINT = (
     "free host memory, lower cpu_memory_fraction or set kv_cache_memory_bytes, "
@@ -163,9 +162,7 @@ class NVMLSource:
         for proc in self._optional(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle)) or []:
             used = getattr(proc, "usedGpuMemory", None)
             processes.append(
-                GPUProcess(
-                    int(proc.pid), _process_name(int(proc.pid), nvml), used / GB if used is not None else None
-                )
+                GPUProcess(int(proc.pid), _process_name(int(proc.pid), nvml), used / GB if used is not None else None)
             )
         total = memory.total / GB
         return GPUStats(
@@ -252,9 +249,7 @@ class GPUMonitor:
     def check_memory_available(self, required_gb: float) -> bool:
         return self.get_stats().memory_free_gb >= required_gb
 
-    def wait_for_memory(
-        self, required_gb: float, timeout_seconds: float, poll_interval: float = POLL_SECONDS
-    ) -> bool:
+    def wait_for_memory(self, required_gb: float, timeout_seconds: float, poll_interval: float = POLL_SECONDS) -> bool:
         """Poll until ``required_gb`` is free (True) or ``timeout_seconds`` pass (False)."""
         return _poll_until(
             lambda: self.check_memory_available(required_gb),
@@ -312,8 +307,7 @@ def _refusal(probe: _Probe, required_gb: float, need: str, threshold: float, wai
         message += f" and usage under gpu_memory_threshold {threshold:.2f}"
     if probe.processes:
         held = ", ".join(
-            f"{p.pid} {p.name}" + (f" ({p.used_gb:.1f} GB)" if p.used_gb is not None else "")
-            for p in probe.processes
+            f"{p.pid} {p.name}" + (f" ({p.used_gb:.1f} GB)" if p.used_gb is not None else "") for p in probe.processes
         )
         message += f"; other processes hold memory on {r.device}: {held}"
         message += "; vLLM refuses to start while other processes hold the memory it needs"
@@ -405,9 +399,7 @@ def preflight(
     return readings
 
 
-def memory_reader(
-    cpu: bool, gpu_ids: list[int], source: GPUSource | None = None
-) -> Callable[[], list[MemoryReading]]:
+def memory_reader(cpu: bool, gpu_ids: list[int], source: GPUSource | None = None) -> Callable[[], list[MemoryReading]]:
     """A cheap function returning the current readings (host, or the given GPUs) for MemorySampler."""
     if cpu:
         return lambda: [read_host_memory()]

@@ -139,9 +139,7 @@ def _convert(gguf: Path, out: Path, sha256: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
         # save_pretrained refuses GGUF-quantized models: write weights and config by hand.
         tensors = {
             name: tensor.detach().to(torch.bfloat16).contiguous()

@@ -95,9 +95,7 @@ class OutputWriter:
             raise OutputError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
         stale = _read_pid(fd)
         if stale and stale != os.getpid():
-            logger.warning(
-                "took over the lock of %s left by pid %d, which is no longer running", self.path, stale
-            )
+            logger.warning("took over the lock of %s left by pid %d, which is no longer running", self.path, stale)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd

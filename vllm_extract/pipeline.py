@@ -117,7 +117,7 @@ class ExtractionPipeline:
         self.stop_event = stop_event or threading.Event()
         self.tokenizer = tokenizer or client.get_tokenizer()
         ext = settings.extraction
-        limit = client.max_model_len
+        limit = min(client.max_model_len, settings.vllm.max_model_len)
         self.vllm_config: VLLMConfig = dataclasses.replace(
             settings.vllm,
             max_model_len=limit,
@@ -129,9 +129,7 @@ class ExtractionPipeline:
         self.schema = build_schema(ext)
         overhead = len(self.tokenizer.encode_chat(build_messages(self.instructions, "")))
         self.overhead_tokens = overhead
-        self.chunk_tokens = min(
-            ext.chunk_tokens, self.estimator.max_chunk_tokens(overhead + PROMPT_SLACK_TOKENS)
-        )
+        self.chunk_tokens = min(ext.chunk_tokens, self.estimator.max_chunk_tokens(overhead + PROMPT_SLACK_TOKENS))
         if self.chunk_tokens < 32:
             raise ContextOverflowError(
                 f"the instructions take {overhead} tokens and leave no room for document text "
@@ -170,10 +168,7 @@ class ExtractionPipeline:
                 continue
             self.estimator.completion_budget(len(ids))  # raises ContextOverflowError if it cannot fit
             prepared.append(PreparedChunk(chunk, messages, ids))
-        return [
-            dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i))
-            for i, p in enumerate(prepared)
-        ]
+        return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
 
     def windows(self, items: Iterable[InputItem]) -> Iterator[list[_DocWork]]:
         """Group items into windows of about ``window_chunks`` chunks (deterministic)."""
@@ -285,9 +280,7 @@ class ExtractionPipeline:
             if r.truncated and self._bigger_budget(jobs[i][1], max_tokens) > max_tokens
         ]
         if retry_at and self.settings.extraction.retry_truncated:
-            retried = [
-                self._request(jobs[i][1], self._bigger_budget(jobs[i][1], max_tokens)) for i in retry_at
-            ]
+            retried = [self._request(jobs[i][1], self._bigger_budget(jobs[i][1], max_tokens)) for i in retry_at]
             self.summary.truncation_retries += len(retried)
             for i, response in zip(retry_at, await self._generate(retried, retry=True), strict=True):
                 if response.success:
@@ -303,9 +296,7 @@ class ExtractionPipeline:
 
     def _request(self, prepared: PreparedChunk, max_tokens: int) -> VLLMRequest:
         self.sent_prompt_lengths.append(len(prepared.prompt_ids))
-        self.summary.max_prompt_tokens_sent = max(
-            self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids)
-        )
+        self.summary.max_prompt_tokens_sent = max(self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids))
         return VLLMRequest(
             messages=prepared.messages,
             max_tokens=self.estimator.completion_budget(len(prepared.prompt_ids), max_tokens),

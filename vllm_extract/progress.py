@@ -123,8 +123,7 @@ def render_gpu_table(stats: list[GPUStats], threshold: float | None = None) -> T
         if s.power_limit_w is not None:
             power += f" / {s.power_limit_w:.0f} W"
         procs = ", ".join(
-            f"{p.pid} {p.name}" + (f" {p.used_gb:.1f} GB" if p.used_gb is not None else "")
-            for p in s.processes
+            f"{p.pid} {p.name}" + (f" {p.used_gb:.1f} GB" if p.used_gb is not None else "") for p in s.processes
         )
         table.add_row(str(s.gpu_id), s.name, memory, util, temp, power, procs or "-")
     return table
@@ -235,9 +234,7 @@ class RunDisplay:
             self.alerts = event.alerts
         elif isinstance(event, RunFinished):
             if self.quiet or not self.live:
-                output.append(
-                    "\n".join(["run summary", *("  " + line for line in summary_lines(event.summary))])
-                )
+                output.append("\n".join(["run summary", *("  " + line for line in summary_lines(event.summary))]))
             else:
                 output.append(render_summary(event.summary))
             return output

@@ -100,12 +100,8 @@ def prometheus_text(report: dict[str, Any]) -> str:
         "Memory threshold crossings during the run",
         [(base, report.get("gpu_memory_alerts", 0))],
     )
-    metric(
-        "interrupted", "1 if the run was stopped by a signal", [(base, 1 if summary["interrupted"] else 0)]
-    )
-    metric(
-        "last_run_timestamp_seconds", "When the run finished (Unix time)", [(base, _finished_unix(report))]
-    )
+    metric("interrupted", "1 if the run was stopped by a signal", [(base, 1 if summary["interrupted"] else 0)])
+    metric("last_run_timestamp_seconds", "When the run finished (Unix time)", [(base, _finished_unix(report))])
     return "\n".join(lines) + "\n"
 
 

@@ -217,8 +217,7 @@ class TokenEstimator:
         room = self.config.max_model_len - prompt_tokens
         if room < 1:
             raise ContextOverflowError(
-                f"prompt of {prompt_tokens} tokens leaves no room in the {self.config.max_model_len}-token "
-                "context",
+                f"prompt of {prompt_tokens} tokens leaves no room in the {self.config.max_model_len}-token context",
                 estimated_tokens=prompt_tokens,
                 max_tokens=self.config.max_model_len - 1,
                 hint="lower chunk_tokens",

@@ -112,20 +112,18 @@ class DirectVLLMClient(VLLMClientInterface):
         vllm = _import_vllm()
         from ..models import model_context_length, resolve_model
 
+        self.model_path = resolve_model(self.config.model)
         self.cpu = platform_is_cpu()
         if self._preflight:
             from ..gpu import preflight
 
             preflight(self.config, cpu=self.cpu, wait_seconds=self._wait_for_gpu)
-        self.model_path = resolve_model(self.config.model)
         model_limit = model_context_length(self.model_path)
         self._max_model_len = min(self.config.max_model_len, model_limit or self.config.max_model_len)
         if model_limit and model_limit < self.config.max_model_len:
             logger.info("model context is %d tokens; budgets follow it", model_limit)
         kwargs = engine_kwargs(self.config, self.model_path, self._max_model_len, cpu=self.cpu)
-        logger.info(
-            "loading %s with vLLM %s (%s)", self.model_path, vllm.__version__, "CPU" if self.cpu else "GPU"
-        )
+        logger.info("loading %s with vLLM %s (%s)", self.model_path, vllm.__version__, "CPU" if self.cpu else "GPU")
         try:
             self._llm = vllm.LLM(**kwargs)
         except Exception as exc:
@@ -215,9 +213,7 @@ class DirectVLLMClient(VLLMClientInterface):
                 return [exc]
             mid = len(prepared) // 2
             logger.warning("a batch of %d failed (%s); isolating the failing request", len(prepared), exc)
-            return self._generate_isolating(llm, prepared[:mid]) + self._generate_isolating(
-                llm, prepared[mid:]
-            )
+            return self._generate_isolating(llm, prepared[:mid]) + self._generate_isolating(llm, prepared[mid:])
 
     def _response(self, request: VLLMRequest, ids: list[int], out: Any, elapsed_ms: float) -> VLLMResponse:
         model = self.model_path or ""

