@@ -17,6 +17,8 @@ def row1_direct_vs_raw(b: Bench, client: Any) -> Row:
     pipeline = ExtractionPipeline(client, b.settings)
     prepared = common.prepare_all(pipeline, b.docs)
     inputs = common.raw_inputs(pipeline, prepared, b.args.max_tokens)
+    text_tokens = sum(len(p.prompt_ids) - pipeline.overhead_tokens for p in prepared)
+    b.shared["chars_per_token"] = sum(len(p.chunk.text) for p in prepared) / max(text_tokens, 1)
     warm = common.RawInputs(inputs.conversations[:2], inputs.params[:2], 0)
     common.run_raw(client.llm, warm)  # grammar compile and first-call costs are paid by neither side
     raw: list[float] = []

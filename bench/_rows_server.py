@@ -70,7 +70,7 @@ def row4_langextract(b: Bench, url: str) -> Row:
     import httpx
 
     served = httpx.get(url + "/v1/models", timeout=10).json()["data"][0]["id"]
-    buffer = b.args.lx_char_buffer or b.args.chunk_tokens * 4
+    buffer = b.args.lx_char_buffer or round(b.args.chunk_tokens * b.shared.get("chars_per_token", 4.0))
     common.reset_server_cache(url)
     lx = run_langextract(
         b.docs,

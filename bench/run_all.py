@@ -117,7 +117,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight, rows 3-4")
     parser.add_argument("--rss-scale", type=int, help="row 6: the big corpus is this many times larger")
     parser.add_argument("--rss-max-tokens", type=int, default=16, help="row 6: completion budget")
-    parser.add_argument("--lx-char-buffer", type=int, default=0, help="LangExtract max_char_buffer (0: 4*chunk)")
+    parser.add_argument(
+        "--lx-char-buffer", type=int, default=0, help="LangExtract max_char_buffer (0: same size as our chunks)"
+    )
     parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="rows to run (2-4 need 1; 3 needs 2; 4 needs 3)")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("--work", type=Path, help="working folder (default: a new temporary one)")
@@ -165,7 +167,8 @@ def main() -> None:
         "Row 7 compares row 1's three vllm-extract passes.",
         "Row 4: LangExtract drives the same server via its OpenAI provider (schema constraints from "
         "one example, temperature 0, seed 42, same max_tokens, max_workers = --concurrency); its "
-        "max_char_buffer is 4 chars per chunk token unless --lx-char-buffer is given. "
+        "max_char_buffer is --chunk-tokens times the corpus's measured characters per token (the same "
+        "chunk size as ours) unless --lx-char-buffer is given. "
         "Installed with `/work/venv/bin/pip install langextract`: it only added packages (pandas, "
         "google-genai, ...), torch/transformers/vllm unchanged.",
         "Row 6 reads the CLI child's own ru_maxrss via os.wait4 (the engine runs in the server process).",

@@ -62,7 +62,9 @@ def _fail(error: BaseException) -> typer.Exit:
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # vLLM's engine processes log on their own; keep them to errors unless asked (--verbose).
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "INFO" if verbose else "ERROR")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING

@@ -198,7 +198,7 @@ def _jsonl_stream(
                 yield BadInput(source, source, counter.next(), "empty", f"{source} is empty")
             return
         line_no += 1
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") and raw[3:].strip():
             raw = raw[3:]  # a UTF-8 byte-order mark
         where = f"{source}:{line_no}"
         if len(raw) > max_line_bytes and not raw.endswith(b"\n"):

@@ -104,20 +104,26 @@ class ExtractionPipeline:
 
     def __init__(
         self,
-        client: VLLMClientInterface,
+        client: VLLMClientInterface | None,
         settings: Settings,
         *,
         subscribers: Sequence[Subscriber] = (),
         stop_event: threading.Event | None = None,
         tokenizer: Tokenizer | None = None,
+        max_model_len: int | None = None,
     ) -> None:
+        """``client`` may be None for planning only (``prepare``): then pass ``tokenizer`` and
+        ``max_model_len``, the model's real context."""
         self.client = client
         self.settings = settings
         self.subscribers = list(subscribers)
         self.stop_event = stop_event or threading.Event()
-        self.tokenizer = tokenizer or client.get_tokenizer()
+        if client is None and (tokenizer is None or max_model_len is None):
+            raise TypeError("without a client, pass tokenizer and max_model_len")
+        self.tokenizer: Tokenizer = tokenizer or client.get_tokenizer()  # type: ignore[union-attr]
+        model_limit = max_model_len or client.max_model_len  # type: ignore[union-attr]
         ext = settings.extraction
-        limit = min(client.max_model_len, settings.vllm.max_model_len)
+        limit = min(model_limit, settings.vllm.max_model_len)
         self.vllm_config: VLLMConfig = dataclasses.replace(
             settings.vllm,
             max_model_len=limit,
@@ -140,7 +146,6 @@ class ExtractionPipeline:
             )
         self.send_token_ids = isinstance(self.tokenizer, HFTokenizer)
         self.summary = RunSummary(exact_tokens=self.tokenizer.exact)
-        self.sent_prompt_lengths: list[int] = []
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -208,6 +213,8 @@ class ExtractionPipeline:
         documents_total: int | None = None,
     ) -> RunSummary:
         """Process every item; ``sink`` receives each window's records in input order."""
+        if self.client is None:
+            raise TypeError("this pipeline has no client: it can prepare prompts but not run")
         done = done or {}
         started = time.perf_counter()
         self.emit(
@@ -295,7 +302,6 @@ class ExtractionPipeline:
         return min(current * 2, room)
 
     def _request(self, prepared: PreparedChunk, max_tokens: int) -> VLLMRequest:
-        self.sent_prompt_lengths.append(len(prepared.prompt_ids))
         self.summary.max_prompt_tokens_sent = max(self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids))
         return VLLMRequest(
             messages=prepared.messages,
@@ -309,6 +315,7 @@ class ExtractionPipeline:
         if not requests:
             return []
         started = time.perf_counter()
+        assert self.client is not None
         responses = await self.client.generate_batch(requests)
         seconds = time.perf_counter() - started
         s = self.summary

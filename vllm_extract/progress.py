@@ -167,9 +167,14 @@ class RunDisplay:
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
+        """Arm the display. The live panel itself appears when the run starts (RunStarted), so the
+        engine's own start-up output (model loading) is not drawn over."""
         with self._lock:
             if self._t0 is None:
                 self._t0 = self._last_log = self._clock()
+
+    def _start_live(self) -> None:
+        with self._lock:
             if not self.live or self._live is not None:
                 return
             self._live = Live(
@@ -198,7 +203,9 @@ class RunDisplay:
     def __call__(self, event: Event) -> None:
         with self._lock:
             output = self._apply(event)
-        if isinstance(event, RunFinished):
+        if isinstance(event, RunStarted):
+            self._start_live()
+        elif isinstance(event, RunFinished):
             self.stop()
         for item in output:
             if isinstance(item, str):

@@ -209,8 +209,7 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
     path = resolve_model(settings.vllm.model)
     tokenizer = load_tokenizer(path)
     limit = min(settings.vllm.max_model_len, model_context_length(path) or settings.vllm.max_model_len)
-    client = _PlanningClient(settings, tokenizer, limit)
-    pipeline = ExtractionPipeline(client, settings, tokenizer=tokenizer)
+    pipeline = ExtractionPipeline(None, settings, tokenizer=tokenizer, max_model_len=limit)
     result = PlanResult(
         exact_tokens=tokenizer.exact,
         tokenizer=tokenizer.name,
@@ -245,29 +244,3 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
             result.largest_prompt_tokens = max([result.largest_prompt_tokens, *tokens])
             result.per_document.append({"id": item.id, "chunks": len(prepared), "prompt_tokens": sum(tokens)})
     return result
-
-
-class _PlanningClient(VLLMClientInterface):
-    """Stands in for a client during `plan`: knows the tokenizer and context, never generates."""
-
-    from .clients.base import VLLMClientType as _T
-
-    client_type = _T.DIRECT_API
-
-    def __init__(self, settings: Settings, tokenizer: Any, limit: int) -> None:
-        super().__init__(settings.vllm)
-        self._tokenizer = tokenizer
-        self._limit = limit
-
-    @property
-    def max_model_len(self) -> int:
-        return self._limit
-
-    async def connect(self) -> bool:
-        return True
-
-    async def generate_batch(self, requests: Any) -> Any:
-        raise NotImplementedError("plan never generates")
-
-    def get_tokenizer(self) -> Any:
-        return self._tokenizer
