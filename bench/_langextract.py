@@ -55,7 +55,18 @@ class LangExtractRun:
     exact: int
     without_interval: int
     failed_documents: int
-    error: str | None = None
+    omitted_chunks: int = 0
+
+
+class _OmittedChunks(logging.Handler):
+    """Counts LangExtract's "Chunk omitted from results (parse error)" warnings (and hides them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += int("omitted" in record.getMessage())
 
 
 def _prompt(types: Sequence[EntityType]) -> str:
@@ -90,8 +101,12 @@ def run_langextract(
     """Extract ``types`` from ``docs`` with LangExtract over the server at ``base_url`` (no ``/v1``)."""
     import langextract as lx
 
-    logging.getLogger("langextract").setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    counter = _OmittedChunks()
+    loggers = [logging.getLogger(name) for name in ("absl", "langextract")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.handlers[:], lg.propagate = [counter], False
+        lg.setLevel(logging.WARNING)
     config = lx.factory.ModelConfig(
         model_id=served_model,
         provider="OpenAILanguageModel",
@@ -107,22 +122,15 @@ def run_langextract(
     inputs = [lx.data.Document(text=d.text, document_id=d.id) for d in docs]
     texts = {d.id: d.text for d in docs}
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        results = lx.extract(
-            text_or_documents=inputs,
-            prompt_description=_prompt(types),
-            examples=[_example(lx, types)],
-            config=config,
-            use_schema_constraints=True,
-            max_char_buffer=max_char_buffer,
-            batch_length=max(workers, 1),
-            max_workers=workers,
-            show_progress=False,
-        )
+    try:
+        results = _extract(lx, inputs, types, config, max_char_buffer, workers)
+    finally:
+        for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(level)
     seconds = time.perf_counter() - started
     annotated = results if isinstance(results, list) else [results]
-    run = LangExtractRun(seconds, len(annotated), 0, 0, 0, len(docs) - len(annotated))
+    run = LangExtractRun(seconds, len(annotated), 0, 0, 0, len(docs) - len(annotated), counter.count)
     for doc in annotated:
         source = texts.get(doc.document_id, doc.text or "")
         for ext in doc.extractions or ():
@@ -133,3 +141,21 @@ def run_langextract(
                 continue
             run.exact += int(source[interval.start_pos : interval.end_pos] == ext.extraction_text)
     return run
+
+
+def _extract(
+    lx: Any, inputs: list[Any], types: Sequence[EntityType], config: Any, max_char_buffer: int, workers: int
+) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lx.extract(
+            text_or_documents=inputs,
+            prompt_description=_prompt(types),
+            examples=[_example(lx, types)],
+            config=config,
+            use_schema_constraints=True,
+            max_char_buffer=max_char_buffer,
+            batch_length=max(workers, 1),
+            max_workers=workers,
+            show_progress=False,
+        )

@@ -58,7 +58,14 @@ def _guarded(number: int, fn: Callable[..., Row], *args: Any) -> Row:
     return row
 
 
-def direct_rows(b: Bench) -> list[Row]:
+NEEDS = {2: {1}, 3: {1, 2}, 4: {1, 2, 3}, 5: {1}, 7: {1}}  # rows that reuse an earlier row's runs
+
+
+def with_dependencies(wanted: set[int]) -> set[int]:
+    return wanted.union(*(NEEDS.get(n, set()) for n in wanted))
+
+
+def direct_rows(b: Bench, wanted: set[int]) -> list[Row]:
     from vllm_extract import DirectVLLMClient
 
     started = time.perf_counter()
@@ -67,16 +74,15 @@ def direct_rows(b: Bench) -> list[Row]:
     b.shared["engine_load_seconds"] = time.perf_counter() - started
     try:
         rows = [_guarded(1, row1_direct_vs_raw, b, client)]
-        if "direct" not in b.shared:
-            return rows
-        rows.append(_guarded(7, row7_reproducibility, b, client))
-        rows.append(_guarded(5, row5_preparation, b, client))
+        for number, fn in ((7, row7_reproducibility), (5, row5_preparation)):
+            if number in wanted:
+                rows.append(_guarded(number, fn, b, client) if "direct" in b.shared else _skip(number, "row 1 failed"))
         return rows
     finally:
         asyncio.run(client.close())
 
 
-def server_rows(b: Bench) -> list[Row]:
+def server_rows(b: Bench, wanted: set[int]) -> list[Row]:
     from vllm_extract.models import prepare_tiny_model
     from vllm_extract.server import LocalVLLMServer
 
@@ -88,16 +94,21 @@ def server_rows(b: Bench) -> list[Row]:
         log_path=b.work / "server.log",
         extra_args=("--max-num-seqs", "256", "--max-num-batched-tokens", "16384"),  # as the direct engine
     )
+    steps = ((2, row2_http_serial, "direct"), (3, row3_http_concurrent, "http_c1"), (4, row4_langextract, "http_cn"))
+    rows: list[Row] = []
     with server as url:
         b.shared["server_start_seconds"] = server.startup_seconds
         if not common.reset_server_cache(url):
             print("warning: the server's prefix cache cannot be reset; HTTP rows may reuse cached prompts")
         warm = write_corpus(b.work / "warm.jsonl", 2, **b.corpus_kwargs())
         common.run_http(warm, b.work / "warm-out.jsonl", http_settings(b, url, 2))
-        rows = [_guarded(2, row2_http_serial, b, url) if "direct" in b.shared else _skip(2, "row 1 failed")]
-        rows.append(_guarded(3, row3_http_concurrent, b, url) if "http_c1" in b.shared else _skip(3, "row 2 failed"))
-        rows.append(_guarded(4, row4_langextract, b, url) if "http_cn" in b.shared else _skip(4, "row 3 failed"))
-        rows.append(_guarded(6, row6_memory, b, url))
+        for number, fn, needs in steps:
+            if number in wanted:
+                rows.append(
+                    _guarded(number, fn, b, url) if needs in b.shared else _skip(number, "an earlier row failed")
+                )
+        if 6 in wanted:
+            rows.append(_guarded(6, row6_memory, b, url))
     return rows
 
 
@@ -120,7 +131,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--lx-char-buffer", type=int, default=0, help="LangExtract max_char_buffer (0: same size as our chunks)"
     )
-    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="rows to run (2-4 need 1; 3 needs 2; 4 needs 3)")
+    parser.add_argument(
+        "--rows",
+        default="1,2,3,4,5,6,7",
+        help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3)",
+    )
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("--work", type=Path, help="working folder (default: a new temporary one)")
     args = parser.parse_args()
@@ -139,12 +154,12 @@ def main() -> None:
     corpus = write_corpus(work / "corpus.jsonl", args.docs, **common.corpus_kwargs(args))
     settings = common.make_settings(args.max_tokens, args.chunk_tokens)
     b = Bench(args, work, corpus, common.load_documents(corpus), settings)
-    wanted = {int(x) for x in args.rows.split(",") if x.strip()}
-    print(f"work folder {work}; {len(b.docs)} documents, {b.text_bytes} bytes", flush=True)
-    rows = direct_rows(b) if wanted & {1, 2, 3, 4, 5, 7} else []
+    wanted = with_dependencies({int(x) for x in args.rows.split(",") if x.strip()})
+    print(f"work folder {work}; {len(b.docs)} documents, {b.text_bytes} bytes; rows {sorted(wanted)}", flush=True)
+    rows = direct_rows(b, wanted) if wanted & {1, 2, 3, 4, 5, 7} else []
     if wanted & {2, 3, 4, 6}:
-        rows += server_rows(b)
-    rows = sorted((r for r in rows if r["row"] in wanted), key=lambda r: r["row"])
+        rows += server_rows(b, wanted)
+    rows.sort(key=lambda r: r["row"])
     setup = {
         "model": "tiny (SmolLM2-135M-Instruct, the embedded demo model)",
         "entity types": ",".join(t.name for t in settings.extraction.entity_types),

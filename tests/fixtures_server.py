@@ -69,6 +69,9 @@ def vllm_server(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory)
         kv_cache_memory_bytes=VLLM_KV_CACHE_BYTES,
         log_path=log_path,
         startup_timeout=VLLM_STARTUP_TIMEOUT,
+        # The same scheduling limits as the session's direct engine (chunked prefill splits
+        # prompts by this budget, and the split changes the numerics).
+        extra_args=("--max-num-batched-tokens", "16384", "--max-num-seqs", "256"),
     )
     try:
         url = server.start()

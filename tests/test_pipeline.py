@@ -193,7 +193,9 @@ def test_budget_filling_prompts_run_on_the_engine(direct_client, tmp_path):
 
 
 def test_two_runs_give_identical_entities(direct_client, examples, tmp_path):
-    settings = settings_for(direct_client, chunk_tokens=600)
+    settings = Settings(
+        dataclasses.replace(direct_client.config, max_completion_tokens=48), ExtractionConfig(chunk_tokens=600)
+    )
     outs = []
     for name in ("a.jsonl", "b.jsonl"):
         run([str(examples / "docs")], tmp_path / name, settings, direct_client)
@@ -266,7 +268,8 @@ def test_bad_inputs_become_error_records_and_run_continues(direct_client, tmp_pa
 
 
 def test_writer_resume_skips_done_windows(direct_client, examples, tmp_path):
-    settings = settings_for(direct_client, window_chunks=1)
+    config = dataclasses.replace(direct_client.config, max_completion_tokens=32)
+    settings = Settings(config, ExtractionConfig(window_chunks=1))
     full = tmp_path / "full.jsonl"
     run([str(examples / "docs")], full, settings, direct_client)
     lines = full.read_bytes().splitlines(keepends=True)

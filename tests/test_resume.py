@@ -28,7 +28,7 @@ def command(corpus: Path, out: Path, server: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "vllm_extract.cli", "run", str(corpus), "--out", str(out),
         "--backend", "http", "--server", server, "--concurrency", "1", "--window-chunks", "2",
-        "--max-tokens", "40", "--chunk-tokens", "400", "--quiet", *extra,
+        "--max-tokens", "24", "--chunk-tokens", "1000", "--quiet", *extra,
     ]  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def lines(path: Path) -> int:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    return write_corpus(path, 14, seed=99, long_every=5, long_paragraphs=6)
+    return write_corpus(path, 8, seed=99, long_every=4, long_paragraphs=4)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,13 @@ def test_sigkill_at_many_points_then_resume_matches_uninterrupted(corpus, refere
     out = tmp_path / "out.jsonl"
     total = len(reference)
     kills = 0
-    # Kill after 0, 1, 2, ... lines are on disk, with a small extra delay so some kills land while a
-    # window is being generated and some while it is being written.
-    for target in range(0, total):
+    killed_at: list[int] = []
+    # Twelve runs, each killed at a different point: during start-up, while a window is being
+    # generated, right after a window is written. Every third kill also leaves a torn line behind,
+    # as a kill in the middle of a write would.
+    for number in range(12):
+        target = min(lines(out) + number % 2, total - 1)
+        delay = (0.0, 0.2, 0.5)[number % 3]
         proc = subprocess.Popen(
             command(corpus, out, vllm_server, "--resume"), env=env(), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -68,17 +72,17 @@ def test_sigkill_at_many_points_then_resume_matches_uninterrupted(corpus, refere
         deadline = time.monotonic() + 120
         while proc.poll() is None and lines(out) < target and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep((target % 4) * 0.15)
+        time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
-        if target % 3 == 2 and out.exists():
-            with open(out, "ab") as stream:  # a torn write, as if killed mid-line
+        killed_at.append(lines(out))
+        if number % 3 == 2 and out.exists():
+            with open(out, "ab") as stream:
                 stream.write(b'{"id": "torn", "ind')
-        if lines(out) >= total and target >= 10:
-            break
     assert kills >= 10
+    assert len(set(killed_at)) >= 4, killed_at  # killed at many different points of progress
     final = subprocess.run(command(corpus, out, vllm_server, "--resume"), env=env(), capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
