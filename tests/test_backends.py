@@ -16,9 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_http_and_direct_give_the_same_entities(direct_client, vllm_server, examples: Path, tmp_path: Path):
-    extraction = ExtractionConfig(window_chunks=1, chunk_tokens=4000)
-    direct_settings = Settings(direct_client.config, extraction)
-    http_config = dataclasses.replace(direct_client.config, base_url=vllm_server, concurrency=1)
+    extraction = ExtractionConfig(window_chunks=1, chunk_tokens=4000, retry_truncated=False)
+    direct_config = dataclasses.replace(direct_client.config, max_completion_tokens=48)
+    direct_settings = Settings(direct_config, extraction)
+    http_config = dataclasses.replace(direct_config, base_url=vllm_server, concurrency=1)
     http_settings = Settings(http_config, extraction)
     inputs = [str(examples / "documents.jsonl")]
 
