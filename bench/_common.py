@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: settings, the exact prompts of a run, raw `LLM.chat` runs and
 `run_job` runs, reading outputs back. Nothing here starts an engine by itself.
 
-The raw side follows bench/bench_direct_vs_raw.py: the prompts are the ones
+The raw side (row 1, also alone: `bench/run_all.py --rows 1`) sends the prompts
 `ExtractionPipeline.prepare` builds, and the sampling parameters are the ones the extraction sends
 (temperature 0, seed 42, the same per-prompt `max_tokens`, JSON-schema constrained output).
 """

@@ -1,7 +1,7 @@
 """Every vllm-extract comparison in one session: same machine, model (tiny), corpus, entity types.
 
-    /work/venv/bin/python bench/run_all.py              # the benchmark (~15-25 min on 2 cores)
-    /work/venv/bin/python bench/run_all.py --quick      # smoke run (a few documents, 16 tokens)
+    .venv/bin/python bench/run_all.py              # the benchmark (~15-25 min on 2 cores)
+    .venv/bin/python bench/run_all.py --quick      # smoke run (a few documents, 16 tokens)
 
 Rows (each a function returning a dict):
   1 `vllm-extract run` (direct) vs raw `vllm.LLM.chat` on identical prompts/sampling  goal >= 0.97
@@ -12,8 +12,11 @@ Rows (each a function returning a dict):
   6 peak RSS of the `vllm-extract` CLI process (HTTP backend) at 1x and 10x corpus   goal < 10% growth
   7 reproducibility: the same job three times, byte-identical entity lists          goal 100%
 
-Engines run one at a time: first one in-process `vllm.LLM` (rows 1, 7, 5), closed before one
-local vLLM server starts (rows 2, 3, 4, 6). Prints the table and writes it to bench/RESULTS.md.
+Engines run one at a time: first one in-process `vllm.LLM` (rows 1, 7, 5; bench/_rows_direct.py),
+closed before one local vLLM server starts (rows 2, 3, 4, 6; bench/_rows_server.py). Prints the
+table and writes it, with the command, date, machine facts and versions, to bench/RESULTS.md.
+Row 4 needs `.venv/bin/pip install langextract` (it adds packages only; without it the row
+reports an error and the others still run).
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def main() -> None:
         "one example, temperature 0, seed 42, same max_tokens, max_workers = --concurrency); its "
         "max_char_buffer is --chunk-tokens times the corpus's measured characters per token (the same "
         "chunk size as ours) unless --lx-char-buffer is given. "
-        "Installed with `/work/venv/bin/pip install langextract`: it only added packages (pandas, "
+        "Installed with `.venv/bin/pip install langextract`: it only added packages (pandas, "
         "google-genai, ...), torch/transformers/vllm unchanged.",
         "Row 6 reads the CLI child's own ru_maxrss via os.wait4 (the engine runs in the server process).",
         f"Working files: {work}",

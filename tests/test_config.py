@@ -287,3 +287,12 @@ def test_load_entity_types_file_errors(tmp_path: Path, name: str, content: str, 
         load_entity_types_file(path)
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_entity_types_file(tmp_path / "missing.json")
+
+
+def test_tiny_model_gets_small_budgets_unless_set(tmp_path: Path) -> None:
+    tiny = load_settings(env={}, overrides={"model": "tiny"}, cwd=tmp_path)
+    assert tiny.vllm.max_completion_tokens == 256 and tiny.extraction.chunk_tokens == 2000
+    chosen = load_settings(env={"VLLM_EXTRACT_MAX_COMPLETION_TOKENS": "64"}, overrides={"model": "tiny"}, cwd=tmp_path)
+    assert chosen.vllm.max_completion_tokens == 64
+    real = load_settings(env={}, overrides={"model": "Qwen/Qwen3-4B-Instruct-2507"}, cwd=tmp_path)
+    assert real.vllm.max_completion_tokens == 4096 and real.extraction.chunk_tokens == 12000

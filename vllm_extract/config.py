@@ -38,6 +38,8 @@ ENFORCED_TEMPERATURE = 0.0
 ENFORCED_SEED = 42
 ENV_PREFIX = "VLLM_EXTRACT_"
 CONFIG_FILE_NAME = "vllm-extract.toml"
+# Defaults for `--model tiny` (only where no file, variable or flag sets the key).
+TINY_DEFAULTS: dict[str, Any] = {"max_completion_tokens": 256, "chunk_tokens": 2000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,17 @@ class VLLMConfig:
     def served_model(self) -> str:
         """The model name sent to an HTTP server (model_id when set, else model)."""
         return self.model_id or self.model
+
+    def fitted_to(self, context: int) -> VLLMConfig:
+        """A copy whose budgets fit a model context of ``context`` tokens (the smaller of it and
+        ``max_model_len``): prompts and completions leave at least one token of room."""
+        limit = min(context, self.max_model_len)
+        return dataclasses.replace(
+            self,
+            max_model_len=limit,
+            max_prompt_tokens=min(self.max_prompt_tokens, limit - 1),
+            max_completion_tokens=min(self.max_completion_tokens, limit - 1),
+        )
 
     def server_urls(self) -> list[str]:
         """base_url followed by the extra servers, without duplicates or trailing slashes."""
@@ -350,6 +363,10 @@ def load_settings(
             raise ConfigurationError(f"unknown setting {key!r}")
         values[key] = _coerce(key, raw, "the command line")
 
+    if values.get("model") == "tiny":
+        # The embedded demo model repeats itself until max_tokens: small budgets keep a CPU run short.
+        for key, value in TINY_DEFAULTS.items():
+            values.setdefault(key, value)
     vllm_kwargs = {k: v for k, v in values.items() if _SECTIONS[k] is VLLMConfig}
     extract_kwargs = {k: v for k, v in values.items() if _SECTIONS[k] is ExtractionConfig}
     try:

@@ -123,13 +123,8 @@ class ExtractionPipeline:
         self.tokenizer: Tokenizer = tokenizer or client.get_tokenizer()  # type: ignore[union-attr]
         model_limit = max_model_len or client.max_model_len  # type: ignore[union-attr]
         ext = settings.extraction
-        limit = min(model_limit, settings.vllm.max_model_len)
-        self.vllm_config: VLLMConfig = dataclasses.replace(
-            settings.vllm,
-            max_model_len=limit,
-            max_prompt_tokens=min(settings.vllm.max_prompt_tokens, limit - 1),
-            max_completion_tokens=min(settings.vllm.max_completion_tokens, limit - 1),
-        )
+        self.vllm_config: VLLMConfig = settings.vllm.fitted_to(model_limit)
+        limit = self.vllm_config.max_model_len
         self.estimator = TokenEstimator(self.vllm_config, self.tokenizer)
         self.instructions = build_instructions(ext.entity_types)
         self.schema = build_schema(ext)

@@ -144,7 +144,7 @@ class DirectVLLMClient(VLLMClientInterface):
         if not requests:
             return []
         llm = self.llm
-        estimator = TokenEstimator(self._effective_config(), self.get_tokenizer())
+        estimator = TokenEstimator(self.config.fitted_to(self._max_model_len), self.get_tokenizer())
         responses: list[VLLMResponse | None] = [None] * len(requests)
         prepared: list[tuple[int, list[int], Any]] = []
         for i, request in enumerate(requests):
@@ -171,16 +171,6 @@ class DirectVLLMClient(VLLMClientInterface):
         for response in final:
             self.stats.record(response)
         return final
-
-    def _effective_config(self) -> VLLMConfig:
-        import dataclasses
-
-        limit = self._max_model_len
-        return dataclasses.replace(
-            self.config,
-            max_model_len=limit,
-            max_prompt_tokens=min(self.config.max_prompt_tokens, limit - 1),
-        )
 
     @staticmethod
     def _sampling_params(request: VLLMRequest, temperature: float, seed: int, max_tokens: int) -> Any:

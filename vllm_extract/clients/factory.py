@@ -47,26 +47,14 @@ class VLLMClientFactory:
         """A connected ``DirectVLLMClient`` (raises what its ``connect()`` raises)."""
         from .direct import DirectVLLMClient  # imported late: loading it must not need vLLM
 
-        client = DirectVLLMClient(config, **direct_kwargs)
-        try:
-            await client.connect()
-        except BaseException:
-            await client.close()
-            raise
-        return client
+        return await _connected(DirectVLLMClient(config, **direct_kwargs))
 
     @staticmethod
     async def create_http_client(config: VLLMConfig | None = None) -> VLLMClientInterface:
         """A connected ``HTTPVLLMClient`` (raises ConfigurationError / ConnectionError)."""
         from .http import HTTPVLLMClient
 
-        client = HTTPVLLMClient(config)
-        try:
-            await client.connect()
-        except BaseException:
-            await client.close()
-            raise
-        return client
+        return await _connected(HTTPVLLMClient(config))
 
     @staticmethod
     async def create_client(
@@ -117,6 +105,16 @@ class VLLMClientFactory:
                 base_url=urls[0],
                 hint="fix one of the two causes above",
             ) from exc
+
+
+async def _connected(client: VLLMClientInterface) -> VLLMClientInterface:
+    """``client`` after ``connect()``; closed again if connecting fails."""
+    try:
+        await client.connect()
+    except BaseException:
+        await client.close()
+        raise
+    return client
 
 
 async def get_client_for_entity_extraction(
