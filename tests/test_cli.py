@@ -110,19 +110,13 @@ def test_models_prepare_twice_is_idempotent(tiny_model_path):
     assert "already prepared" in second.output
 
 
+def run_examples(out: Path, *extra: str):
+    return runner.invoke(app, ["run", str(ROOT / "examples" / "docs"), "--out", str(out), *extra])
+
+
 def test_unknown_model_offline_exits_2_naming_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            str(ROOT / "examples" / "docs"),
-            "--out",
-            str(tmp_path / "o.jsonl"),
-            "--model",
-            "acme/nope-7b",
-        ],
-    )
+    result = run_examples(tmp_path / "o.jsonl", "--model", "acme/nope-7b")
     assert result.exit_code == 2
     assert "--model tiny" in result.output
 
@@ -130,7 +124,7 @@ def test_unknown_model_offline_exits_2_naming_tiny(tmp_path, monkeypatch):
 def test_existing_output_without_resume_exits_2(tmp_path):
     out = tmp_path / "o.jsonl"
     out.write_text('{"id": "x", "index": 0}\n')
-    result = runner.invoke(app, ["run", str(ROOT / "examples" / "docs"), "--out", str(out), "--model", "tiny"])
+    result = run_examples(out, "--model", "tiny")
     assert result.exit_code == 2 and "--resume" in result.output
     assert out.read_text() == '{"id": "x", "index": 0}\n'
 
@@ -140,27 +134,13 @@ def test_locked_output_exits_4(tmp_path):
 
     out = tmp_path / "o.jsonl"
     with OutputWriter(out):
-        result = runner.invoke(app, ["run", str(ROOT / "examples" / "docs"), "--out", str(out), "--model", "tiny"])
+        result = run_examples(out, "--model", "tiny")
     assert result.exit_code == 4
     assert "another run" in result.output
 
 
 def test_http_backend_without_server_exits_3(tmp_path, dead_server_url):
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            str(ROOT / "examples" / "docs"),
-            "--out",
-            str(tmp_path / "o.jsonl"),
-            "--backend",
-            "http",
-            "--server",
-            dead_server_url,
-            "--model",
-            "tiny",
-        ],
-    )
+    result = run_examples(tmp_path / "o.jsonl", "--backend", "http", "--server", dead_server_url, "--model", "tiny")
     assert result.exit_code == 3, result.output
     assert dead_server_url in result.output
 
