@@ -176,7 +176,7 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
             "--model",
             "tiny",
             "--max-tokens",
-            "128",
+            "32",
             "--report",
             str(report),
             "--metrics-file",
