@@ -118,12 +118,14 @@ class ExtractionPipeline:
         self.settings = settings
         self.subscribers = list(subscribers)
         self.stop_event = stop_event or threading.Event()
-        if client is None and (tokenizer is None or max_model_len is None):
+        if client is not None:
+            tokenizer = tokenizer or client.get_tokenizer()
+            max_model_len = max_model_len or client.max_model_len
+        if tokenizer is None or max_model_len is None:
             raise TypeError("without a client, pass tokenizer and max_model_len")
-        self.tokenizer: Tokenizer = tokenizer or client.get_tokenizer()  # type: ignore[union-attr]
-        model_limit = max_model_len or client.max_model_len  # type: ignore[union-attr]
+        self.tokenizer: Tokenizer = tokenizer
         ext = settings.extraction
-        self.vllm_config: VLLMConfig = settings.vllm.fitted_to(model_limit)
+        self.vllm_config: VLLMConfig = settings.vllm.fitted_to(max_model_len)
         limit = self.vllm_config.max_model_len
         self.estimator = TokenEstimator(self.vllm_config, self.tokenizer)
         self.instructions = build_instructions(ext.entity_types)

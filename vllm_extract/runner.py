@@ -208,12 +208,12 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
 
     path = resolve_model(settings.vllm.model)
     tokenizer = load_tokenizer(path)
-    limit = min(settings.vllm.max_model_len, model_context_length(path) or settings.vllm.max_model_len)
-    pipeline = ExtractionPipeline(None, settings, tokenizer=tokenizer, max_model_len=limit)
+    context = model_context_length(path) or settings.vllm.max_model_len
+    pipeline = ExtractionPipeline(None, settings, tokenizer=tokenizer, max_model_len=context)
     result = PlanResult(
         exact_tokens=tokenizer.exact,
         tokenizer=tokenizer.name,
-        max_model_len=limit,
+        max_model_len=pipeline.vllm_config.max_model_len,
         chunk_tokens=pipeline.chunk_tokens,
     )
     for item in _items(inputs, settings, stdin):
