@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from vllm_extract.chunking import Chunk, chunk_document, split_span
+from vllm_extract.extract.chunking import Chunk, chunk_document, split_span
 from vllm_extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
 
 WORDS = (

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_extract.documents import BadInput, Document, SkippedFile, count_documents, iter_documents
 from vllm_extract.exceptions import InputError
+from vllm_extract.readers import BadInput, Document, SkippedFile, count_documents, iter_documents
 
 
 def _jsonl(path: Path, lines: list[bytes | str | dict]) -> Path:

@@ -6,18 +6,11 @@ import json
 
 import pytest
 
-from vllm_extract.chunking import Chunk
 from vllm_extract.config import EntityType, ExtractionConfig
-from vllm_extract.extraction import (
-    Entity,
-    RawEntity,
-    build_instructions,
-    build_messages,
-    build_schema,
-    ground_entities,
-    merge_entities,
-    parse_response,
-)
+from vllm_extract.extract.alignment import Entity, ground_entities, merge_entities
+from vllm_extract.extract.chunking import Chunk
+from vllm_extract.extract.parsing import RawEntity, parse_response
+from vllm_extract.extract.prompts import build_instructions, build_messages, build_schema
 
 ALLOWED = ("PERSON", "ORGANIZATION", "MONEY")
 

@@ -190,7 +190,7 @@ def test_stale_lock_file_is_taken_over(tmp_path: Path, caplog: pytest.LogCapture
     lock = tmp_path / "out.jsonl.lock"
     dead = _dead_pid()
     lock.write_text(f"{dead}\n")
-    with caplog.at_level(logging.WARNING, logger="vllm_extract.output"), OutputWriter(out) as writer:
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.output.writer"), OutputWriter(out) as writer:
         assert lock.read_text() == f"{os.getpid()}\n"
         writer.write([_rec(0, "a")])
     assert any(str(dead) in r.getMessage() for r in caplog.records)

@@ -24,7 +24,7 @@ from vllm_extract import (
     run_job,
 )
 from vllm_extract.clients.base import VLLMClientInterface, VLLMResponse
-from vllm_extract.extraction import build_schema
+from vllm_extract.extract.prompts import build_schema
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_extract.report import prometheus_text, write_metrics, write_report
+from vllm_extract.output.report import prometheus_text, write_metrics, write_report
 
 # One line of the text exposition format: a comment (HELP/TYPE) or a sample.
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

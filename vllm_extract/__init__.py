@@ -12,7 +12,6 @@ from .clients.direct import DirectVLLMClient
 from .clients.factory import VLLMClientFactory, get_client_for_entity_extraction
 from .clients.http import HTTPVLLMClient
 from .config import EntityType, ExtractionConfig, Settings, VLLMConfig, load_settings
-from .documents import BadInput, Document, iter_documents
 from .exceptions import (
     ConfigurationError,
     ConnectionError,
@@ -27,10 +26,11 @@ from .exceptions import (
     OutputError,
     VLLMClientError,
 )
-from .extraction import Entity
+from .extract.alignment import Entity
 from .gpu import GPUMonitor, GPUStats
 from .output import OutputWriter, read_records
 from .pipeline import ExtractionPipeline, RunSummary
+from .readers import BadInput, Document, iter_documents
 from .runner import RunOptions, RunResult, plan_job, run_job
 from .tokens import TokenEstimator
 

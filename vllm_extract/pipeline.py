@@ -21,21 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .chunking import Chunk, chunk_document, split_span
 from .clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
 from .config import Settings, VLLMConfig
-from .documents import BadInput, Document, InputItem, SkippedFile
 from .events import BatchDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
 from .exceptions import ContextOverflowError
-from .extraction import (
-    Entity,
-    build_instructions,
-    build_messages,
-    build_schema,
-    ground_entities,
-    merge_entities,
-    parse_response,
-)
+from .extract.alignment import Entity, ground_entities, merge_entities
+from .extract.chunking import Chunk, chunk_document, split_span
+from .extract.parsing import parse_response
+from .extract.prompts import build_instructions, build_messages, build_schema
+from .readers import BadInput, Document, InputItem, SkippedFile
 from .tokens import HFTokenizer, TokenEstimator, Tokenizer
 
 __all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary"]

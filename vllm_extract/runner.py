@@ -15,11 +15,11 @@ from typing import IO, Any
 
 from .clients.base import VLLMClientInterface
 from .config import Settings
-from .documents import BadInput, Document, SkippedFile, count_documents, iter_documents
 from .events import MemorySample, Subscriber
 from .output import OutputWriter
+from .output.report import write_metrics, write_report
 from .pipeline import ExtractionPipeline, RunSummary
-from .report import write_metrics, write_report
+from .readers import BadInput, Document, SkippedFile, count_documents, iter_documents
 
 __all__ = ["PlanResult", "RunOptions", "RunResult", "plan_job", "run_job"]
 

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from .exceptions import LockHeldError, OutputError
+from ..exceptions import LockHeldError, OutputError
 
 __all__ = ["OutputWriter", "read_records"]
 

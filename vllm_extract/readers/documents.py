@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from .exceptions import InputError
+from ..exceptions import InputError
 
 __all__ = [
     "BadInput",

@@ -1,116 +1,41 @@
-"""The ``vllm-extract`` command: a thin Typer shell over the library.
-
-It parses flags, builds Settings (CLI > env > file > defaults), calls the library, and is the one
-place that turns errors into exit codes:
-
-    0  every document ok            1  finished, some documents failed
-    2  usage or configuration error 3  GPU, model or server unavailable
-    4  output lock held by another run
-    130 / 143  interrupted by SIGINT / SIGTERM (finished work is kept; rerun with --resume)
-"""
+"""`vllm-extract run` and `vllm-extract plan`."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from .exceptions import ConfigurationError, VLLMClientError
-
-EXIT_OK, EXIT_DOC_ERRORS, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_LOCKED = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 all documents ok; 1 finished but some documents failed; 2 usage or configuration "
-    "error; 3 GPU, model or server unavailable; 4 output lock held by another run; 130/143 interrupted."
+from ..exceptions import ConfigurationError, VLLMClientError
+from ._app import (
+    EXIT_CODES_HELP,
+    EXIT_DOC_ERRORS,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    ChunkOpt,
+    ConfigOpt,
+    GlobOpt,
+    IdFieldOpt,
+    MaxLenOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    OverlapOpt,
+    TextFieldOpt,
+    TypesFileOpt,
+    TypesOpt,
+    _fail,
+    _settings,
+    _setup_logging,
+    app,
+    err,
 )
-
-app = typer.Typer(
-    name="vllm-extract",
-    help="Batch entity extraction over documents with vLLM.\n\n"
-    "Examples:\n\n"
-    "  vllm-extract run docs/ --out entities.jsonl\n\n"
-    "  vllm-extract run examples/docs --model tiny --out entities.jsonl\n\n"
-    "  vllm-extract gpu-status --json\n\n" + EXIT_CODES_HELP,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-models_app = typer.Typer(help="Prepare and locate models (the embedded tiny demo model).", no_args_is_help=True)
-config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(config_app, name="config")
-
-err = Console(stderr=True)
-
-
-def _fail(error: BaseException) -> typer.Exit:
-    """One red line (what happened; what to do) and the documented exit code."""
-    from .exceptions import exit_code_for
-
-    err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(exit_code_for(error))
-
-
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    # vLLM's engine processes log on their own; keep them to errors unless asked (--verbose).
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
-    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "INFO" if verbose else "ERROR")
-    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    if err.is_terminal:
-        from rich.logging import RichHandler
-
-        handler: logging.Handler = RichHandler(console=err, show_path=False, show_time=False)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("vllm_extract")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-
-# Options shared by run and plan -------------------------------------------------------------
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (default: ./vllm-extract.toml).")]
-ModelOpt = Annotated[
-    str | None, typer.Option("--model", "-m", help="'tiny' (embedded demo), a local folder, or a model name.")
-]
-TypesOpt = Annotated[str | None, typer.Option("--types", help="Entity types, comma-separated: PERSON,ORGANIZATION,...")]
-TypesFileOpt = Annotated[
-    Path | None, typer.Option("--types-file", help="JSON/TOML file: {TYPE: description}.", exists=True)
-]
-ChunkOpt = Annotated[int | None, typer.Option("--chunk-tokens", help="Target chunk size in tokens (default 12000).")]
-OverlapOpt = Annotated[float | None, typer.Option("--overlap", help="Chunk overlap fraction (default 0.1).")]
-MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Completion budget per chunk (default 4096).")]
-MaxLenOpt = Annotated[int | None, typer.Option("--max-model-len", help="Context length cap (default 32768).")]
-IdFieldOpt = Annotated[str | None, typer.Option("--id-field", help="JSONL field holding the id (default id).")]
-TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="JSONL field holding the text (default text).")]
-GlobOpt = Annotated[list[str] | None, typer.Option("--glob", help="File pattern inside folders (repeatable).")]
-
-
-def _settings(config: Path | None, **cli: Any) -> Any:
-    from .config import load_entity_types_file, load_settings
-
-    types_file = cli.pop("types_file", None)
-    if types_file is not None:
-        cli["entity_types"] = load_entity_types_file(types_file)
-    elif cli.get("types"):
-        cli["entity_types"] = cli["types"]
-    cli.pop("types", None)
-    if cli.get("globs"):
-        cli["globs"] = tuple(cli["globs"])
-    return load_settings(config, overrides=cli)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -152,8 +77,8 @@ def run(
     Example: vllm-extract run docs/ --out entities.jsonl --model tiny
     """
     _setup_logging(verbose, quiet)
-    from .progress import RunDisplay
-    from .runner import RunOptions, run_job
+    from ..progress import RunDisplay
+    from ..runner import RunOptions, run_job
 
     try:
         if backend not in ("auto", "direct", "http"):
@@ -252,7 +177,7 @@ def plan(
     Loads no engine. Example: vllm-extract plan docs/ --model tiny
     """
     _setup_logging(False, False)
-    from .runner import plan_job
+    from ..runner import plan_job
 
     try:
         settings = _settings(
@@ -293,96 +218,3 @@ def plan(
         for bad in result.bad_inputs:
             out.print(f"[red]bad[/] {bad['id']}: {bad['kind']}: {bad['message']}", highlight=False)
     raise typer.Exit(EXIT_DOC_ERRORS if result.bad_inputs else EXIT_OK)
-
-
-@app.command("gpu-status")
-def gpu_status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    watch: Annotated[float | None, typer.Option(help="Refresh every SECONDS until Ctrl-C.")] = None,
-) -> None:
-    """Show every GPU: memory, utilization, temperature, power, processes.
-
-    Exit 0 when GPUs are readable; 3 with a one-line reason when there is no GPU or driver.
-    Example: vllm-extract gpu-status --json
-    """
-    import orjson
-
-    from .gpu import GPUMonitor
-    from .progress import render_gpu_table
-
-    try:
-        monitor = GPUMonitor()
-        stats = monitor.get_all_stats()
-        if as_json:
-            sys.stdout.write(orjson.dumps([s.to_dict() for s in stats], option=orjson.OPT_INDENT_2).decode() + "\n")
-            return
-        out = Console()
-        if watch is None:
-            out.print(render_gpu_table(stats))
-            return
-        from rich.live import Live
-
-        with Live(render_gpu_table(stats), console=out, refresh_per_second=4) as live:
-            while True:
-                time.sleep(max(watch, 0.2))
-                live.update(render_gpu_table(monitor.get_all_stats()))
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
-    except VLLMClientError as exc:
-        raise _fail(exc) from None
-
-
-@models_app.command("prepare")
-def models_prepare(
-    name: Annotated[str, typer.Argument(help="The model to prepare: tiny.")] = "tiny",
-) -> None:
-    """Prepare the embedded tiny model (offline, checksummed, idempotent) and print its folder.
-
-    Example: vllm-extract models prepare tiny
-    """
-    _setup_logging(False, False)
-    from .models import TINY_MODEL, prepare_tiny_model
-
-    try:
-        if name != TINY_MODEL:
-            raise ConfigurationError(f"only {TINY_MODEL!r} can be prepared, not {name!r}")
-        prepared = prepare_tiny_model()
-    except VLLMClientError as exc:
-        raise _fail(exc) from None
-    status = "prepared" if prepared.created else "already prepared"
-    err.print(f"tiny model {status}: {prepared.path}", highlight=False)
-    sys.stdout.write(f"{prepared.path}\n")
-
-
-@config_app.command("show")
-def config_show(
-    config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Print the effective configuration (defaults < file < VLLM_EXTRACT_* env).
-
-    Example: VLLM_EXTRACT_CHUNK_TOKENS=8000 vllm-extract config show
-    """
-    import orjson
-
-    try:
-        settings = _settings(config)
-    except VLLMClientError as exc:
-        raise _fail(exc) from None
-    data = settings.as_dict()
-    if as_json:
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
-    for key, value in data.items():
-        if key == "entity_types":
-            value = ",".join(t["name"] for t in value)
-        sys.stdout.write(f"{key} = {value}\n")
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
