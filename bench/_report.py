@@ -53,8 +53,17 @@ def machine_facts() -> dict[str, str]:
 
 
 def command_line() -> str:
+    """The command that ran, with no machine-specific paths: the interpreter as ``python`` and
+    paths inside the repository relative to it."""
     argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    return shlex.join(argv)
+    root = Path(__file__).resolve().parent.parent
+    shown = ["python"]
+    for arg in argv[1:]:
+        path = Path(arg)
+        if path.is_absolute() and path.resolve().is_relative_to(root):
+            arg = str(path.resolve().relative_to(root))
+        shown.append(arg)
+    return shlex.join(shown)
 
 
 def _met(row: Row) -> str:

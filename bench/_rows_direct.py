@@ -83,7 +83,7 @@ def row7_reproducibility(b: Bench, client: Any) -> Row:
         "limit": f"documents {', '.join(differing[:5])} differ between runs: vLLM's CPU kernels are not "
         "batch-invariant, and later runs hit the prefix cache that the first run filled",
         "share": share,
-        "runs": [str(p) for p in outputs[:3]],
+        "runs": [p.name for p in outputs[:3]],
     }
 
 

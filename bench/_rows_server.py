@@ -68,7 +68,7 @@ def row4_langextract(b: Bench, url: str) -> Row:
 
     title = "vllm-extract run vs LangExtract (same server, docs, types)"
     if langextract_version() is None:
-        return {"title": title, "error": "langextract is not installed (/work/venv/bin/pip install langextract)"}
+        return {"title": title, "error": "langextract is not installed (.venv/bin/pip install langextract)"}
     import httpx
 
     served = httpx.get(url + "/v1/models", timeout=10).json()["data"][0]["id"]

@@ -190,7 +190,7 @@ def main() -> None:
         "Installed with `.venv/bin/pip install langextract`: it only added packages (pandas, "
         "google-genai, ...), torch/transformers/vllm unchanged.",
         "Row 6 reads the CLI child's own ru_maxrss via os.wait4 (the engine runs in the server process).",
-        f"Working files: {work}",
+        "Working files: a temporary folder (or --work DIR).",
     ]
     text = markdown(rows, facts=facts, setup=setup, total_seconds=time.perf_counter() - started, quick=args.quick,
                     notes=notes)  # fmt: skip

@@ -41,7 +41,7 @@ def engine_config(model: str | Path, **changes: object) -> VLLMConfig:
 @pytest.fixture(scope="session")
 def direct_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
     """The one in-process engine of the test session."""
-    client = DirectVLLMClient(engine_config(tiny_model_path), preflight=False)
+    client = DirectVLLMClient(engine_config(tiny_model_path))
     asyncio.run(client.connect())
     yield client
     asyncio.run(client.close())

@@ -16,8 +16,9 @@ from vllm_extract.clients import direct as direct_module
 from vllm_extract.clients.base import VLLMClientInterface, VLLMClientType
 from vllm_extract.clients.factory import VLLMClientFactory, get_client_for_entity_extraction
 from vllm_extract.clients.http import HTTPVLLMClient
-from vllm_extract.config import VLLMConfig
+from vllm_extract.config import Settings, VLLMConfig
 from vllm_extract.exceptions import ConfigurationError, ConnectionError
+from vllm_extract.runner import RunOptions, open_run
 
 T = TypeVar("T")
 Factory = Callable[..., MisbehavingServer]
@@ -70,7 +71,7 @@ def test_falls_back_when_model_fails_to_load(
     server = misbehaving_server()
     config = VLLMConfig(model=str(broken), base_url=server.url, max_model_len=1024)
     with caplog.at_level(logging.WARNING):
-        client = run(make_and_close(config=config, preflight=False))
+        client = run(make_and_close(config=config))
     assert isinstance(client, HTTPVLLMClient)
     (message,) = fallback_records(caplog)
     assert "direct client unavailable" in message and str(broken) in message
@@ -85,8 +86,9 @@ def test_no_server_names_direct_cause() -> None:
 
 
 def test_configuration_error_without_server_is_raised_as_is(tmp_path) -> None:
+    settings = Settings(VLLMConfig(model=str(tmp_path / "missing" / "model")))
     with pytest.raises(ConfigurationError, match="does not exist"):
-        run(make_and_close(config=VLLMConfig(model=str(tmp_path / "missing" / "model")), preflight=False))
+        run(open_run(settings, RunOptions(skip_gpu_check=True)))
 
 
 @pytest.mark.usefixtures("no_vllm")
@@ -143,8 +145,8 @@ def test_direct_client_used_when_it_connects(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(direct_module, "DirectVLLMClient", FakeDirect)
     client = run(backend_and_close(VLLMConfig(), "auto"))
     assert isinstance(client, FakeDirect)
-    client = run(get_client_for_entity_extraction(VLLMConfig(), "direct", preflight=False, wait_for_gpu=5.0))
-    assert isinstance(client, FakeDirect) and seen == {"preflight": False, "wait_for_gpu": 5.0}
+    client = run(get_client_for_entity_extraction(VLLMConfig(), "direct", model_path="/m", max_model_len=512))
+    assert isinstance(client, FakeDirect) and seen == {"model_path": "/m", "max_model_len": 512}
 
 
 def test_backend_http_only(misbehaving_server: Factory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,7 +271,7 @@ def test_sampling_is_enforced(misbehaving_server: Factory, caplog: pytest.LogCap
     (body,) = server.bodies
     assert body["temperature"] == 0.0 and body["seed"] == 42
     assert body["model"] == "served-model" and body["max_tokens"] == 64
-    assert body["structured_outputs"] == {"json": schema}
+    assert body["structured_outputs"] == {"json": schema, "disable_any_whitespace": True}  # compact JSON (issue 12)
     assert any("temperature 0.7" in r.getMessage() for r in caplog.records)
     assert any("seed 7" in r.getMessage() for r in caplog.records)
     assert all(h.get("authorization") == "Bearer sekret" for h in server.headers)

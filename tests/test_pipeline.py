@@ -41,9 +41,9 @@ class RecordingClient(VLLMClientInterface):
     async def connect(self) -> bool:
         return True
 
-    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
         self.batches.append(list(requests))
-        return await self.inner.generate_batch(requests)
+        return await self.inner.generate_batch(requests, on_response)
 
     def get_tokenizer(self) -> Any:
         return self.inner.get_tokenizer()
@@ -142,7 +142,7 @@ class BudgetRecorder(RecordingClient):
     budget-filling prompts is tested by ``test_budget_filling_prompts_run_on_the_engine``.
     """
 
-    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
         self.batches.append(list(requests))
         return [
             VLLMResponse(r.request_id, content='{"entities": []}', finish_reason="stop",
@@ -290,3 +290,31 @@ def test_writer_refuses_to_overwrite(tmp_path):
 
     with pytest.raises(OutputError, match="--resume"), OutputWriter(out):
         pass
+
+
+CJK_DOCUMENT = (
+    "東京地方裁判所は、2024年3月1日、青葉海上火災保険株式会社に対し、山田太郎への損害賠償として"
+    "金五百万円の支払を命じた。原告代理人は佐藤花子弁護士である。"
+)
+
+
+def test_grounded_decoding_writes_only_real_spans_and_more_than_schema(direct_client, examples, tmp_path):
+    """Issue 12: in grounded mode nothing the model names is invented (ungrounded 0 everywhere),
+    CJK included, and the same input yields more entities than JSON-schema mode."""
+    src = tmp_path / "cjk.jsonl"
+    src.write_bytes(orjson.dumps({"id": "cjk", "text": CJK_DOCUMENT}) + b"\n")
+    inputs = [str(examples / "docs"), str(src)]
+    config = dataclasses.replace(direct_client.config, max_completion_tokens=64)
+    counts = {}
+    for mode in ("grounded", "schema"):
+        out = tmp_path / f"{mode}.jsonl"
+        settings = Settings(config, ExtractionConfig(chunk_tokens=600, decoding=mode, retry_truncated=False))
+        run(inputs, out, settings, direct_client)
+        records = read_records(out)
+        assert all(r["status"] == "ok" for r in records), records
+        texts = {d.id: d.text for d in iter_documents(inputs) if hasattr(d, "text")}
+        counts[mode] = check_offsets(records, texts)
+        if mode == "grounded":
+            assert [r["ungrounded"] for r in records] == [0] * len(records)
+            assert any(r["entities"] for r in records if r["id"] == "cjk"), "no entity in the CJK document"
+    assert counts["grounded"] > counts["schema"], counts

@@ -10,6 +10,7 @@ from rich.console import Console, RenderableType
 
 from vllm_extract.events import (
     BatchDone,
+    ChunkDone,
     DocumentDone,
     Event,
     MemoryReading,
@@ -72,10 +73,13 @@ def feed(display: RunDisplay, clock: FakeClock, out: io.StringIO | None = None) 
 
     step(RunStarted(documents_total=4, model="tiny", backend="vllm", exact_tokens=True, documents_skipped=1))
     step(WindowStarted(index=0, documents=3, chunks=5, prompt_tokens=9000))
+    for n in range(4):
+        step(ChunkDone(f"a#{n}", 100))
     step(BatchDone(requests=5, prompt_tokens=1_234_567, completion_tokens=80_100, seconds=9.0), 10)
     step(DocumentDone("a", "ok", 3, 2))
     step(DocumentDone("b", "error", 0, 2, error_kind="context_overflow", message="prompt too long"), 25)
     step(MemorySample((MemoryReading("host", 41.0, 100.0),), 0.9, False, 0))
+    step(ChunkDone("c#0", 100))
     step(DocumentDone("c", "ok", 5, 1), 40)
     step(RunFinished(SUMMARY))
     return seen
@@ -90,7 +94,7 @@ def test_plain_mode_prints_periodic_lines_errors_and_summary() -> None:
         seen = feed(display, clock, out)
     text = out.getvalue()
     assert "\x1b" not in text
-    assert seen[3] == ""  # 10 s in: nothing yet (log_interval 30 s)
+    assert seen[7] == ""  # 10 s in: nothing yet (log_interval 30 s)
     lines = text.splitlines()
     progress = [line for line in lines if " documents " in line]
     assert progress == [
@@ -206,3 +210,16 @@ def test_format_duration() -> None:
     assert format_duration(312) == "00:05:12"
     assert format_duration(100 * 3600 + 61.9) == "100:01:01"
     assert format_duration(None) == "--:--:--"
+
+
+def test_chunks_advance_as_responses_arrive_before_any_document_is_done() -> None:
+    """Against a server the panel moved only per window (issue 10); now each response counts."""
+    console, _ = plain_console()
+    display = RunDisplay(console, log_interval=30, clock=FakeClock())
+    display(RunStarted(documents_total=20, model="m", backend="http", exact_tokens=True))
+    display(WindowStarted(index=0, documents=20, chunks=20, prompt_tokens=100))
+    for n in range(7):
+        display(ChunkDone(f"d#{n}", 10))
+    display(ChunkDone("d#0", 10, retry=True))  # a truncation retry is not a new chunk
+    assert display.chunks_done == 7 and display.documents_done == 0
+    assert "chunks 7/20" in display.status_line()

@@ -171,6 +171,8 @@ class ExtractionConfig:
     text_field: str = "text"
     globs: tuple[str, ...] = ("*.txt", "*.md")
     max_line_bytes: int = 64 * 1024 * 1024
+    decoding: str = "grounded"
+    mentions: str = "listed"
 
     def __post_init__(self) -> None:
         if not self.entity_types:
@@ -181,6 +183,10 @@ class ExtractionConfig:
         if self.chunk_tokens < 64:
             raise ConfigurationError(f"chunk_tokens must be at least 64, got {self.chunk_tokens}")
         _check_range("chunk_overlap", self.chunk_overlap, 0.0, 0.5)
+        if self.decoding not in ("grounded", "schema"):
+            raise ConfigurationError(f"decoding must be grounded or schema, got {self.decoding!r}")
+        if self.mentions not in ("listed", "all"):
+            raise ConfigurationError(f"mentions must be listed or all, got {self.mentions!r}")
         for name in ("max_entities_per_chunk", "max_entity_chars", "window_chunks", "max_line_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")

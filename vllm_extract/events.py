@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "BatchDone",
+    "ChunkDone",
     "DocumentDone",
     "Event",
     "MemoryReading",
@@ -54,6 +55,15 @@ class BatchDone:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkDone:
+    """One chunk's response arrived (emitted as each request finishes, not per window)."""
+
+    request_id: str
+    completion_tokens: int
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentDone:
     """One output record was written."""
 
@@ -92,5 +102,5 @@ class RunFinished:
     summary: dict[str, object] = field(default_factory=dict)
 
 
-Event = RunStarted | WindowStarted | BatchDone | DocumentDone | MemorySample | RunFinished
+Event = RunStarted | WindowStarted | ChunkDone | BatchDone | DocumentDone | MemorySample | RunFinished
 Subscriber = Callable[[Event], None]

@@ -36,6 +36,7 @@ __all__ = [
     "cache_dir",
     "find_tiny_gguf",
     "model_context_length",
+    "model_revision",
     "prepare_tiny_model",
     "resolve_model",
 ]
@@ -283,6 +284,15 @@ def resolve_model(name: str, *, prepare: bool = True) -> str:
             hint="use --model tiny (the embedded demo model) or --model /path/to/local/model-folder",
         )
     return name
+
+
+def model_revision(model_path: str) -> str | None:
+    """The revision of a model folder taken from the Hugging Face cache (``.../snapshots/<commit>``);
+    None for any other folder (its file hashes identify it in the run fingerprint)."""
+    path = Path(model_path)
+    if path.parent.name == "snapshots":
+        return path.name
+    return None
 
 
 def model_context_length(model_path: str) -> int | None:

@@ -1,42 +1,49 @@
-"""The run: documents -> chunks -> prompts -> native batches -> grounded entities -> records.
+"""The run: documents -> chunks -> prompts -> native batches -> aligned entities -> records.
 
 Documents stream in; they are grouped into *windows* of about ``window_chunks`` chunks. Each
 window's prompts go to the client as one ``generate_batch`` call (one native vLLM batch), then the
 window's records are written, in input order, before the next window is read: memory stays
-bounded whatever the corpus size.
+bounded whatever the corpus size. Everything the run decided up front (model, budgets, decoding,
+tokenizer) comes from the ``RunPlan``; the client is only a transport.
 
 Window boundaries depend only on the input (chunk counts), never on what an earlier run already
 wrote, so a resumed run sends the very same batches as an uninterrupted one (vLLM's output can
 depend on batch composition). Windows already fully written are not generated again.
+
+Preparation (tokenizing and chunking) runs in a worker thread so a tokenizer that calls a server
+never blocks the event loop; progress is reported per chunk as responses arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
-from .config import Settings, VLLMConfig
-from .events import BatchDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
+from .events import BatchDone, ChunkDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
 from .exceptions import ContextOverflowError
-from .extract.alignment import Entity, ground_entities, merge_entities
+from .extract.alignment import Mentions, align_document
 from .extract.chunking import Chunk, chunk_document, split_span
-from .extract.parsing import parse_response
-from .extract.prompts import build_instructions, build_messages, build_schema
+from .extract.parsing import RawEntity, parse_response
+from .plan import RunPlan
 from .readers import BadInput, Document, InputItem, SkippedFile
-from .tokens import HFTokenizer, TokenEstimator, Tokenizer
 
-__all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary"]
+__all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary", "text_sha256"]
 
 logger = logging.getLogger(__name__)
 
-PROMPT_SLACK_TOKENS = 8  # room for tokens that merge differently at the chunk's edges
+
+def text_sha256(text: str) -> str:
+    """Hex SHA-256 of a document's text as read (UTF-8; lone surrogates escaped)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
@@ -78,11 +85,15 @@ class RunSummary:
 
 @dataclass
 class PreparedChunk:
-    """A chunk with its exact prompt."""
+    """A chunk with its exact prompt: ``prompt_ids`` is the chat-templated prompt as the model's
+    tokenizer encodes it; ``max_tokens`` its completion budget (``RunPlan.completion_budget``,
+    computed once); ``room`` the most completion tokens the context leaves (for the retry)."""
 
     chunk: Chunk
     messages: list[dict[str, str]]
     prompt_ids: list[int]
+    max_tokens: int
+    room: int
 
 
 @dataclass
@@ -94,49 +105,25 @@ class _DocWork:
 
 
 class ExtractionPipeline:
-    """Runs extraction over input items with one client. Use ``await run(items, sink)``."""
+    """Runs extraction over input items with one client and one plan: ``await run(items, sink)``.
+
+    ``client`` may be None to prepare prompts only (``vllm-extract plan``).
+    """
 
     def __init__(
         self,
         client: VLLMClientInterface | None,
-        settings: Settings,
+        plan: RunPlan,
         *,
         subscribers: Sequence[Subscriber] = (),
         stop_event: threading.Event | None = None,
-        tokenizer: Tokenizer | None = None,
-        max_model_len: int | None = None,
     ) -> None:
-        """``client`` may be None for planning only (``prepare``): then pass ``tokenizer`` and
-        ``max_model_len``, the model's real context."""
         self.client = client
-        self.settings = settings
+        self.plan = plan
+        self.settings = plan.settings
         self.subscribers = list(subscribers)
         self.stop_event = stop_event or threading.Event()
-        if client is not None:
-            tokenizer = tokenizer or client.get_tokenizer()
-            max_model_len = max_model_len or client.max_model_len
-        if tokenizer is None or max_model_len is None:
-            raise TypeError("without a client, pass tokenizer and max_model_len")
-        self.tokenizer: Tokenizer = tokenizer
-        ext = settings.extraction
-        self.vllm_config: VLLMConfig = settings.vllm.fitted_to(max_model_len)
-        limit = self.vllm_config.max_model_len
-        self.estimator = TokenEstimator(self.vllm_config, self.tokenizer)
-        self.instructions = build_instructions(ext.entity_types)
-        self.schema = build_schema(ext)
-        overhead = len(self.tokenizer.encode_chat(build_messages(self.instructions, "")))
-        self.overhead_tokens = overhead
-        self.chunk_tokens = min(ext.chunk_tokens, self.estimator.max_chunk_tokens(overhead + PROMPT_SLACK_TOKENS))
-        if self.chunk_tokens < 32:
-            raise ContextOverflowError(
-                f"the instructions take {overhead} tokens and leave no room for document text "
-                f"in a {limit}-token context with {self.vllm_config.max_completion_tokens} completion tokens",
-                estimated_tokens=overhead,
-                max_tokens=self.vllm_config.max_prompt_tokens,
-                hint="lower max_completion_tokens, use fewer entity types, or a model with a longer context",
-            )
-        self.send_token_ids = isinstance(self.tokenizer, HFTokenizer)
-        self.summary = RunSummary(exact_tokens=self.tokenizer.exact)
+        self.summary = RunSummary(exact_tokens=plan.tokenizer.exact)
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -148,22 +135,26 @@ class ExtractionPipeline:
 
     # -- preparation --------------------------------------------------------------------------
     def prepare(self, doc: Document) -> list[PreparedChunk]:
-        """Chunks of a document with exact prompts, each within the prompt budget."""
-        chunks = chunk_document(
-            doc.id, doc.text, self.tokenizer, self.chunk_tokens, self.settings.extraction.chunk_overlap
-        )
+        """Chunks of a document with exact prompts, each within the prompt budget.
+
+        A built prompt over budget (tokens merge differently at chunk edges) is split in two at a
+        boundary and rebuilt. Raises ``ContextOverflowError`` when a one-character chunk still
+        does not fit.
+        """
+        plan = self.plan
+        chunks = chunk_document(doc.id, doc.text, plan.tokenizer, plan.chunk_tokens, plan.extraction.chunk_overlap)
         prepared: list[PreparedChunk] = []
         pending = list(reversed(chunks))
         while pending:
             chunk = pending.pop()
-            messages = build_messages(self.instructions, chunk.text)
-            ids = self.tokenizer.encode_chat(messages)
-            if len(ids) > self.vllm_config.max_prompt_tokens and chunk.end - chunk.start > 1:
+            messages = plan.messages(chunk.text)
+            ids = plan.tokenizer.encode_chat(messages)
+            if len(ids) > plan.vllm.max_prompt_tokens and chunk.end - chunk.start > 1:
                 self.summary.prompt_splits += 1
                 pending.extend(reversed(split_span(chunk)))
                 continue
-            self.estimator.completion_budget(len(ids))  # raises ContextOverflowError if it cannot fit
-            prepared.append(PreparedChunk(chunk, messages, ids))
+            budget = plan.completion_budget(len(ids))
+            prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.max_model_len - len(ids)))
         return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
 
     def windows(self, items: Iterable[InputItem]) -> Iterator[list[_DocWork]]:
@@ -211,13 +202,18 @@ class ExtractionPipeline:
         self.emit(
             RunStarted(
                 documents_total,
-                self.settings.vllm.model,
+                self.plan.model.name,
                 self.client.client_type.value,
-                self.tokenizer.exact,
+                self.plan.tokenizer.exact,
                 len(done),
             )
         )
-        for number, window in enumerate(self.windows(items)):
+        windows = self.windows(items)
+        for number in range(1 << 62):
+            # Tokenizing runs off the event loop (a remote tokenizer makes HTTP calls).
+            window = await asyncio.to_thread(next, windows, None)
+            if window is None:
+                break
             todo = [w for w in window if done.get(w.item.index) != w.item.id]
             self.summary.skipped_done += len(window) - len(todo)
             if not todo:
@@ -225,9 +221,7 @@ class ExtractionPipeline:
             records = await self._process_window(number, window)
             out = [r for w, r in zip(window, records, strict=True) if done.get(w.item.index) != w.item.id]
             sink(out)
-            for w, record in zip(window, records, strict=True):
-                if done.get(w.item.index) == w.item.id:
-                    continue
+            for record in out:
                 self._count(record)
             if self.stop_event.is_set():
                 self.summary.interrupted = True
@@ -268,17 +262,13 @@ class ExtractionPipeline:
         jobs = [(w, p) for w in window for p in w.chunks]
         prompt_tokens = sum(len(p.prompt_ids) for _, p in jobs)
         self.emit(WindowStarted(number, len(window), len(jobs), prompt_tokens))
-        max_tokens = self.vllm_config.max_completion_tokens
-        requests = [self._request(p, max_tokens) for _, p in jobs]
+        requests = [self._request(p, p.max_tokens) for _, p in jobs]
         responses = await self._generate(requests, retry=False)
 
-        retry_at = [
-            i
-            for i, r in enumerate(responses)
-            if r.truncated and self._bigger_budget(jobs[i][1], max_tokens) > max_tokens
-        ]
+        retry_at = [i for i, r in enumerate(responses) if r.truncated and jobs[i][1].room > jobs[i][1].max_tokens]
         if retry_at and self.settings.extraction.retry_truncated:
-            retried = [self._request(jobs[i][1], self._bigger_budget(jobs[i][1], max_tokens)) for i in retry_at]
+            # A cut response is retried once with twice its budget (at most what the context leaves).
+            retried = [self._request(jobs[i][1], min(2 * jobs[i][1].max_tokens, jobs[i][1].room)) for i in retry_at]
             self.summary.truncation_retries += len(retried)
             for i, response in zip(retry_at, await self._generate(retried, retry=True), strict=True):
                 if response.success:
@@ -288,26 +278,35 @@ class ExtractionPipeline:
             by_doc.setdefault(id(w), []).append((p, response))
         return [self._record(w, by_doc.get(id(w), [])) for w in window]
 
-    def _bigger_budget(self, prepared: PreparedChunk, current: int) -> int:
-        room = self.vllm_config.max_model_len - len(prepared.prompt_ids)
-        return min(current * 2, room)
-
     def _request(self, prepared: PreparedChunk, max_tokens: int) -> VLLMRequest:
+        """The request for one chunk: token ids when the transport takes them, the grammar of
+        grounded decoding (with the JSON schema as the fallback a server may need), or the schema."""
+        plan = self.plan
         self.summary.max_prompt_tokens_sent = max(self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids))
+        grammar = None
+        if plan.decoding == "grounded":
+            from .extract.grammar import build_grounded_grammar
+
+            grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction)
         return VLLMRequest(
             messages=prepared.messages,
-            max_tokens=self.estimator.completion_budget(len(prepared.prompt_ids), max_tokens),
-            json_schema=self.schema,
-            prompt_token_ids=prepared.prompt_ids if self.send_token_ids else None,
+            max_tokens=max_tokens,
+            json_schema=plan.schema,
+            grammar=grammar,
+            prompt_token_ids=prepared.prompt_ids if plan.token_ids else None,
             request_id=f"{prepared.chunk.doc_id}#{prepared.chunk.index}",
         )
 
     async def _generate(self, requests: list[VLLMRequest], *, retry: bool) -> list[VLLMResponse]:
         if not requests:
             return []
-        started = time.perf_counter()
         assert self.client is not None
-        responses = await self.client.generate_batch(requests)
+        started = time.perf_counter()
+
+        def chunk_done(response: VLLMResponse) -> None:
+            self.emit(ChunkDone(response.request_id, response.completion_tokens, retry))
+
+        responses = await self.client.generate_batch(requests, on_response=chunk_done)
         seconds = time.perf_counter() - started
         s = self.summary
         s.generation_seconds += seconds
@@ -323,6 +322,9 @@ class ExtractionPipeline:
     def _record(self, work: _DocWork, results: list[tuple[PreparedChunk, VLLMResponse]]) -> dict[str, Any]:
         item = work.item
         record: dict[str, Any] = {"id": item.id, "index": item.index, "source": item.source}
+        if isinstance(item, Document):
+            record["text_sha256"] = text_sha256(item.text)
+        record["fingerprint"] = self.plan.fingerprint
         if item.line is not None:
             record["line"] = item.line
         if work.duplicate:
@@ -333,11 +335,11 @@ class ExtractionPipeline:
         if work.error is not None:
             kind, message = work.error
             return record | {"status": "error", "error": {"kind": kind, "message": message}, "chunks": 0}
-        per_chunk: list[list[Entity]] = []
+        ext = self.settings.extraction
+        parsed: list[tuple[Chunk, list[RawEntity]]] = []
         truncated: list[int] = []
         notes: list[str] = []
         failed: list[str] = []
-        ungrounded = 0
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         for prepared, response in results:
             usage["prompt_tokens"] += response.prompt_tokens
@@ -345,17 +347,16 @@ class ExtractionPipeline:
             if not response.success:
                 failed.append(f"chunk {prepared.chunk.index}: {response.error}")
                 continue
-            raw, note = parse_response(response.content, self.settings.extraction.type_names)
+            raw, note = parse_response(response.content, ext.type_names)
             if response.truncated:
                 truncated.append(prepared.chunk.index)
             elif note:
                 notes.append(f"chunk {prepared.chunk.index}: {note}")
-            entities, lost = ground_entities(
-                raw, prepared.chunk, keep_ungrounded=self.settings.extraction.keep_ungrounded
-            )
-            ungrounded += lost
-            per_chunk.append(entities)
-        entities = merge_entities(per_chunk)
+            parsed.append((prepared.chunk, raw))
+        mentions = cast(Mentions, ext.mentions)  # validated by ExtractionConfig
+        alignment = align_document(item.text, parsed, keep_ungrounded=ext.keep_ungrounded, mentions=mentions)
+        entities = alignment.entities
+        ungrounded = alignment.ungrounded
         record |= {
             "status": "ok",
             "entities": [e.to_dict() for e in entities],

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from .events import (
     BatchDone,
+    ChunkDone,
     DocumentDone,
     Event,
     MemoryReading,
@@ -228,9 +229,11 @@ class RunDisplay:
         elif isinstance(event, BatchDone):
             self.prompt_tokens += event.prompt_tokens
             self.generated_tokens += event.completion_tokens
+        elif isinstance(event, ChunkDone):
+            if not event.retry:
+                self.chunks_done += 1  # as each response arrives, not when its window is done
         elif isinstance(event, DocumentDone):
             self.documents_processed += 1
-            self.chunks_done += event.chunks
             self.entities += event.entities
             if event.status == "error":
                 self.errors += 1

@@ -13,22 +13,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .clients.base import VLLMClientInterface
+from .clients.base import VLLMClientInterface, VLLMClientType
+from .clients.factory import BACKENDS
 from .config import Settings
 from .events import MemorySample, Subscriber
+from .exceptions import ConfigurationError, ConnectionError, ContextOverflowError, GPUMonitorError
 from .output import OutputWriter
 from .output.report import write_metrics, write_report
 from .pipeline import ExtractionPipeline, RunSummary
+from .plan import ResolvedModel, RunPlan, build_plan, resolve_model
 from .readers import BadInput, Document, SkippedFile, count_documents, iter_documents
 
-__all__ = ["PlanResult", "RunOptions", "RunResult", "plan_job", "run_job"]
+__all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunOptions:
-    """How a job runs (besides Settings): backend, output handling, reports, hooks."""
+    """How a job runs (besides Settings): backend, output handling, reports, hooks.
+
+    ``engine_log`` is where the CLI sent the engine's own output (named in the report).
+    """
 
     backend: str = "auto"
     resume: bool = False
@@ -42,10 +48,14 @@ class RunOptions:
     subscribers: Sequence[Subscriber] = ()
     stop_event: threading.Event = field(default_factory=threading.Event)
     stdin: IO[bytes] | None = None
+    engine_log: Path | None = None
 
 
 @dataclass
 class RunResult:
+    """What ``run_job`` returns: the summary, the client's counters, the exit code (0 every
+    document ok, 1 some failed) and the report (also written to ``report_path``)."""
+
     summary: RunSummary
     stats: dict[str, Any]
     exit_code: int
@@ -64,15 +74,74 @@ def _items(inputs: Sequence[str], settings: Settings, stdin: IO[bytes] | None) -
     )
 
 
-async def open_client(settings: Settings, options: RunOptions) -> VLLMClientInterface:
-    from .clients.factory import get_client_for_entity_extraction
+def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None) -> RunPlan:
+    """The plan for the in-process engine, built before it loads: the model folder's own tokenizer
+    and context. Raises ``ConfigurationError`` for a model that cannot be resolved, and
+    ``ContextOverflowError`` when the budgets leave no room for text."""
+    from .tokens import load_tokenizer
 
-    return await get_client_for_entity_extraction(
-        settings.vllm,
-        backend=options.backend,
-        preflight=not options.skip_gpu_check,
-        wait_for_gpu=options.wait_for_gpu,
-    )
+    model = model or resolve_model(settings.vllm.model)
+    return build_plan(settings, model, load_tokenizer(model.path), token_ids=True)
+
+
+def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
+    """The plan for a connected client: its context, and the local tokenizer when the model folder
+    is here (else the client's: the engine's, or the server's ``/tokenize``)."""
+    from .tokens import load_tokenizer
+
+    direct = client.client_type is VLLMClientType.DIRECT_API
+    if model is None:
+        name = str(getattr(client, "model_path", None) or settings.vllm.model)
+        model = resolve_model(name, required=False)
+    tokenizer = load_tokenizer(model.path) if model.local else None
+    if tokenizer is None or not tokenizer.exact:
+        tokenizer = client.get_tokenizer()
+    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=direct)
+
+
+async def open_run(settings: Settings, options: RunOptions) -> tuple[RunPlan, VLLMClientInterface]:
+    """Resolve the model, build the plan, run the GPU pre-flight, then connect a client.
+
+    ``auto`` tries the in-process engine and falls back to the configured servers (logging why)
+    when the model cannot be resolved or loaded, vLLM is missing, or the pre-flight fails. Raises
+    what the chosen path raises (``ConfigurationError``, ``GPUMemoryError``,
+    ``ModelNotLoadedError``, ``ConnectionError``).
+    """
+    from .clients.factory import VLLMClientFactory
+
+    backend = options.backend
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    if backend == "http":
+        client = await VLLMClientFactory.create_http_client(settings.vllm)
+        return plan_for_client(settings, client), client
+    servers = settings.vllm.server_urls()
+    try:
+        model = resolve_model(settings.vllm.model)
+        plan = plan_for_local_model(settings, model) if model.local else None
+        if not options.skip_gpu_check:
+            from .clients.direct import platform_is_cpu
+            from .gpu import preflight
+
+            engine = (plan.settings if plan else settings).vllm
+            preflight(engine, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
+        context = plan.max_model_len if plan else settings.vllm.max_model_len
+        config = plan.vllm if plan else settings.vllm
+        client = await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
+    except ContextOverflowError:
+        raise
+    except Exception as exc:
+        if backend == "direct" or not servers:
+            if backend == "auto" and not isinstance(exc, ConfigurationError | GPUMonitorError):
+                raise ConnectionError(
+                    f"No vLLM client available: direct: {exc} (no server URL is configured)",
+                    hint="start a server with `vllm serve MODEL` and pass --server URL to fall back to HTTP",
+                ) from exc
+            raise
+        logger.warning("falling back to HTTP (%s): direct client unavailable: %s", servers[0], exc)
+        client = await VLLMClientFactory.create_http_client(settings.vllm)
+        return plan_for_client(settings, client), client
+    return plan or plan_for_client(settings, client, model), client
 
 
 async def run_job(
@@ -83,7 +152,12 @@ async def run_job(
     *,
     client: VLLMClientInterface | None = None,
 ) -> RunResult:
-    """Extract entities from ``inputs`` into ``out``. Uses ``client`` if given (not closed here)."""
+    """Extract entities from ``inputs`` into ``out`` (one JSONL record per input, in input order).
+
+    Uses ``client`` if given (connected; not closed here), else opens one with ``open_run``.
+    Raises ``OutputError``/``LockHeldError`` before anything loads when the output cannot be
+    opened, and what ``open_run`` raises; per-document problems become error records.
+    """
     options = options or RunOptions()
     started = time.time()
     # Open the output (lock, resume scan) before loading any model: fail fast.
@@ -93,12 +167,13 @@ async def run_job(
         items = _items(inputs, settings, options.stdin)
         total = count_documents(inputs, globs=settings.extraction.globs) if "-" not in inputs else None
         own_client = client is None
-        active = client or await open_client(settings, options)
-        sampler = _start_sampler(active, settings, options)
+        if client is None:
+            plan, active = await open_run(settings, options)
+        else:
+            plan, active = plan_for_client(settings, client), client
+        sampler = _start_sampler(active, plan.settings, options)
         try:
-            pipeline = ExtractionPipeline(
-                active, settings, subscribers=options.subscribers, stop_event=options.stop_event
-            )
+            pipeline = ExtractionPipeline(active, plan, subscribers=options.subscribers, stop_event=options.stop_event)
             summary = await pipeline.run(items, writer.write, done=writer.done, documents_total=total)
         finally:
             if sampler is not None:
@@ -108,7 +183,7 @@ async def run_job(
             if own_client:
                 await active.close()
     exit_code = 1 if summary.errors else 0
-    report = build_report(summary, stats, settings, options, inputs, out, started, active)
+    report = build_report(summary, stats, plan, options, inputs, out, started, active)
     if options.report_path:
         write_report(options.report_path, report)
     if options.metrics_path:
@@ -146,20 +221,21 @@ def _start_sampler(client: VLLMClientInterface, settings: Settings, options: Run
 def build_report(
     summary: RunSummary,
     stats: dict[str, Any],
-    settings: Settings,
+    plan: RunPlan,
     options: RunOptions,
     inputs: Sequence[str],
     out: Path,
     started: float,
     client: VLLMClientInterface,
 ) -> dict[str, Any]:
+    """The run report: what ran (the plan, with the budgets in force), what happened, how fast."""
     from . import __version__
 
     return {
         "vllm_extract_version": __version__,
         "vllm_version": _vllm_version(),
-        "model": settings.vllm.model,
-        "model_path": getattr(client, "model_path", None),
+        "model": plan.model.name,
+        "model_path": plan.model.path,
         "backend": client.client_type.value,
         "inputs": list(inputs),
         "output": str(out),
@@ -168,8 +244,10 @@ def build_report(
         "summary": summary.as_dict(),
         "client_stats": stats,
         "gpu_memory_alerts": stats.get("gpu_memory_alerts", 0),
-        "config": settings.as_dict(),
+        "plan": plan.as_dict(),
+        "config": plan.settings.as_dict(),
         "resumed": options.resume,
+        "engine_log": str(options.engine_log) if options.engine_log else None,
     }
 
 
@@ -198,42 +276,39 @@ class PlanResult:
     tokenizer: str = ""
     max_model_len: int = 0
     chunk_tokens: int = 0
+    max_completion_tokens: int = 0
+    fingerprint: str = ""
     per_document: list[dict[str, Any]] = field(default_factory=list)
 
 
 def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | None = None) -> PlanResult:
-    """Read inputs and count tokens with the model's tokenizer (no engine): chunks, tokens, bad inputs."""
-    from .models import model_context_length, resolve_model
-    from .tokens import load_tokenizer
+    """Read inputs and count tokens with the model's tokenizer (no engine): chunks, tokens, bad inputs.
 
-    path = resolve_model(settings.vllm.model)
-    tokenizer = load_tokenizer(path)
-    context = model_context_length(path) or settings.vllm.max_model_len
-    pipeline = ExtractionPipeline(None, settings, tokenizer=tokenizer, max_model_len=context)
+    Raises ``ConfigurationError`` (unknown model, budgets that leave no room for text) before
+    reading any input.
+    """
+    plan = plan_for_local_model(settings, resolve_model(settings.vllm.model, required=False))
+    pipeline = ExtractionPipeline(None, plan)
     result = PlanResult(
-        exact_tokens=tokenizer.exact,
-        tokenizer=tokenizer.name,
-        max_model_len=pipeline.vllm_config.max_model_len,
-        chunk_tokens=pipeline.chunk_tokens,
+        exact_tokens=plan.tokenizer.exact,
+        tokenizer=plan.tokenizer.name,
+        max_model_len=plan.max_model_len,
+        chunk_tokens=plan.chunk_tokens,
+        max_completion_tokens=plan.vllm.max_completion_tokens,
+        fingerprint=plan.fingerprint,
     )
     for item in _items(inputs, settings, stdin):
         if isinstance(item, SkippedFile):
             result.skipped_files.append(item.path)
         elif isinstance(item, BadInput):
             result.bad_inputs.append(
-                {
-                    "id": item.id,
-                    "source": item.source,
-                    "line": item.line,
-                    "kind": item.kind,
-                    "message": item.message,
-                }
+                {"id": item.id, "source": item.source, "line": item.line, "kind": item.kind, "message": item.message}
             )
         elif isinstance(item, Document):
             result.documents += 1
             try:
                 prepared = pipeline.prepare(item)
-            except Exception as exc:  # noqa: BLE001 - reported per document
+            except ContextOverflowError as exc:
                 result.bad_inputs.append(
                     {"id": item.id, "source": item.source, "kind": "context_overflow", "message": str(exc)}
                 )

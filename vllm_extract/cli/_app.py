@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,17 +95,134 @@ TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="JSONL fi
 GlobOpt = Annotated[list[str] | None, typer.Option("--glob", help="File pattern inside folders (repeatable).")]
 
 
-def _settings(config: Path | None, **cli: Any) -> Any:
-    from ..config import load_entity_types_file, load_settings
+DecodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--decoding",
+        help="grounded (default: entity text constrained to the chunk's own words) or schema (JSON schema only).",
+    ),
+]
+MentionsOpt = Annotated[
+    str | None,
+    typer.Option("--mentions", help="listed (what the model names) or all (also every further occurrence)."),
+]
 
-    types_file = cli.pop("types_file", None)
-    if types_file is not None:
-        cli["entity_types"] = load_entity_types_file(types_file)
-    elif cli.get("types"):
-        cli["entity_types"] = cli["types"]
-    cli.pop("types", None)
-    if cli.get("globs"):
-        cli["globs"] = tuple(cli["globs"])
-    return load_settings(config, overrides=cli)
+
+@dataclass
+class SettingsFlags:
+    """The command-line flags that become settings overrides (None: not given). Built by ``run``
+    and ``plan``; ``overrides()`` is the one place that maps them onto setting names."""
+
+    model: str | None = None
+    types: str | None = None
+    types_file: Path | None = None
+    chunk_tokens: int | None = None
+    overlap: float | None = None
+    max_tokens: int | None = None
+    max_model_len: int | None = None
+    id_field: str | None = None
+    text_field: str | None = None
+    glob: list[str] | None = None
+    decoding: str | None = None
+    mentions: str | None = None
+    window_chunks: int | None = None
+    concurrency: int | None = None
+    gpu_memory_utilization: float | None = None
+    keep_ungrounded: bool = False
+    servers: list[str] = field(default_factory=list)
+
+    def overrides(self) -> dict[str, Any]:
+        from ..config import load_entity_types_file
+
+        entity_types: Any = self.types or None
+        if self.types_file is not None:
+            entity_types = load_entity_types_file(self.types_file)
+        values: dict[str, Any] = {
+            "model": self.model,
+            "entity_types": entity_types,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap": self.overlap,
+            "max_completion_tokens": self.max_tokens,
+            "max_model_len": self.max_model_len,
+            "id_field": self.id_field,
+            "text_field": self.text_field,
+            "globs": tuple(self.glob) if self.glob else None,
+            "decoding": self.decoding,
+            "mentions": self.mentions,
+            "window_chunks": self.window_chunks,
+            "concurrency": self.concurrency,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "keep_ungrounded": True if self.keep_ungrounded else None,
+        }
+        if self.servers:
+            values["base_url"] = self.servers[0]
+            values["servers"] = list(self.servers[1:])
+        return values
 
 
+def _settings(config: Path | None, flags: SettingsFlags | None = None) -> Any:
+    """Settings with precedence flags > ``VLLM_EXTRACT_*`` > config file > defaults."""
+    from ..config import load_settings
+
+    return load_settings(config, overrides=(flags or SettingsFlags()).overrides())
+
+
+class engine_output_to:
+    """Send this process's file descriptors 1 and 2 to ``path`` (appending) while the engine runs.
+
+    vLLM, torch and Triton write warnings and loading bars straight to the descriptors (its worker
+    processes inherit them), so Python-level redirection cannot catch them. ``__enter__`` returns a
+    rich Console on the original stderr for the live panel; the shared ``err`` console and the
+    ``vllm_extract`` log handlers are pointed there too, so our messages and errors still reach the
+    terminal. With ``path`` None, or when stderr is not a real descriptor (an in-process test
+    runner), nothing is redirected.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._saved: list[int] = []
+        self._terminal: Any = None
+        self._previous_err_file: Any = None
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    def __enter__(self) -> Console:
+        if self.path is None or not _is_fd(sys.stderr, 2) or not _is_fd(sys.stdout, 1):
+            return err
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = [os.dup(1), os.dup(2)]
+        log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.write(log_fd, f"== vllm-extract run started {stamp} (pid {os.getpid()})\n".encode())
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        self._terminal = os.fdopen(os.dup(self._saved[1]), "w", buffering=1, encoding="utf-8", errors="replace")
+        self._previous_err_file = err.file
+        err.file = self._terminal
+        for handler in logging.getLogger("vllm_extract").handlers:
+            if isinstance(handler, logging.StreamHandler) and not hasattr(handler, "console"):
+                self._handlers.append((handler, handler.setStream(self._terminal)))
+        return err
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._saved:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+        err.file = self._previous_err_file
+        self._terminal.close()
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        self._saved = []
+
+
+def _is_fd(stream: Any, fd: int) -> bool:
+    try:
+        return bool(stream.fileno() == fd)
+    except (AttributeError, OSError, ValueError):
+        return False

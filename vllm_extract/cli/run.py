@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..exceptions import ConfigurationError, VLLMClientError
+from ..exceptions import VLLMClientError
+from ..progress import RunDisplay
+from ..runner import RunOptions, run_job
 from ._app import (
     EXIT_CODES_HELP,
     EXIT_DOC_ERRORS,
@@ -21,12 +23,15 @@ from ._app import (
     EXIT_SIGTERM,
     ChunkOpt,
     ConfigOpt,
+    DecodingOpt,
     GlobOpt,
     IdFieldOpt,
     MaxLenOpt,
     MaxTokensOpt,
+    MentionsOpt,
     ModelOpt,
     OverlapOpt,
+    SettingsFlags,
     TextFieldOpt,
     TypesFileOpt,
     TypesOpt,
@@ -34,6 +39,7 @@ from ._app import (
     _settings,
     _setup_logging,
     app,
+    engine_output_to,
     err,
 )
 
@@ -60,6 +66,8 @@ def run(
     id_field: IdFieldOpt = None,
     text_field: TextFieldOpt = None,
     glob: GlobOpt = None,
+    decoding: DecodingOpt = None,
+    mentions: MentionsOpt = None,
     keep_ungrounded: Annotated[bool, typer.Option(help="Keep entities not found in the text.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an earlier run into the same --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
@@ -70,42 +78,40 @@ def run(
     wait_for_gpu: Annotated[float | None, typer.Option(help="Wait up to SECONDS for GPU memory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the summary.")] = False,
     log_interval: Annotated[float, typer.Option(help="Seconds between plain log lines (non-terminal).")] = 30.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (vLLM's too).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging; the engine's own output on the terminal.")
+    ] = False,
 ) -> None:
     """Extract entities from documents into JSONL (one line per document, input order).
 
+    The engine's own output (warnings, loading bars) goes to OUT.engine.log unless --verbose.
     Example: vllm-extract run docs/ --out entities.jsonl --model tiny
     """
     _setup_logging(verbose, quiet)
-    from ..progress import RunDisplay
-    from ..runner import RunOptions, run_job
-
+    flags = SettingsFlags(
+        model=model,
+        types=types,
+        types_file=types_file,
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        max_tokens=max_tokens,
+        max_model_len=max_model_len,
+        id_field=id_field,
+        text_field=text_field,
+        glob=glob,
+        decoding=decoding,
+        mentions=mentions,
+        window_chunks=window_chunks,
+        concurrency=concurrency,
+        gpu_memory_utilization=gpu_memory_utilization,
+        keep_ungrounded=keep_ungrounded,
+        servers=list(server or ()),
+    )
+    engine_log = None if verbose else out.with_name(out.name + ".engine.log")
+    stop = threading.Event()
+    received: list[int] = []
     try:
-        if backend not in ("auto", "direct", "http"):
-            raise ConfigurationError(f"unknown backend {backend!r}", hint="use auto, direct or http")
-        overrides: dict[str, Any] = {
-            "model": model,
-            "types": types,
-            "types_file": types_file,
-            "chunk_tokens": chunk_tokens,
-            "chunk_overlap": overlap,
-            "max_completion_tokens": max_tokens,
-            "max_model_len": max_model_len,
-            "window_chunks": window_chunks,
-            "concurrency": concurrency,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "id_field": id_field,
-            "text_field": text_field,
-            "globs": glob,
-            "keep_ungrounded": True if keep_ungrounded else None,
-        }
-        if server:
-            overrides["base_url"] = server[0]
-            overrides["servers"] = server[1:]
-        settings = _settings(config, **overrides)
-        display = RunDisplay(err, quiet=quiet, log_interval=log_interval)
-        stop = threading.Event()
-        received: list[int] = []
+        settings = _settings(config, flags)
         options = RunOptions(
             backend=backend,
             resume=resume,
@@ -115,12 +121,17 @@ def run(
             metrics_path=metrics_file,
             skip_gpu_check=skip_gpu_check,
             wait_for_gpu=wait_for_gpu,
-            subscribers=[display],
             stop_event=stop,
+            engine_log=engine_log,
         )
-        with _stop_on_signals(stop, received), display:
-            result = asyncio.run(run_job(inputs, out, settings, options))
+        with engine_output_to(engine_log) as terminal:
+            display = RunDisplay(terminal, quiet=quiet, log_interval=log_interval)
+            options.subscribers = [display]
+            with _stop_on_signals(stop, received), display:
+                result = asyncio.run(run_job(inputs, out, settings, options))
     except VLLMClientError as exc:
+        if engine_log is not None and engine_log.exists() and engine_log.stat().st_size:
+            err.print(f"the engine's own output is in {engine_log}", highlight=False)
         raise _fail(exc) from None
     if received:
         err.print(f"interrupted: finished work is in {out}; rerun with --resume to continue", highlight=False)
@@ -170,6 +181,8 @@ def plan(
     id_field: IdFieldOpt = None,
     text_field: TextFieldOpt = None,
     glob: GlobOpt = None,
+    decoding: DecodingOpt = None,
+    mentions: MentionsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Dry run: count documents, chunks and prompt tokens with the model's tokenizer; list bad inputs.
@@ -179,20 +192,22 @@ def plan(
     _setup_logging(False, False)
     from ..runner import plan_job
 
+    flags = SettingsFlags(
+        model=model,
+        types=types,
+        types_file=types_file,
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        max_tokens=max_tokens,
+        max_model_len=max_model_len,
+        id_field=id_field,
+        text_field=text_field,
+        glob=glob,
+        decoding=decoding,
+        mentions=mentions,
+    )
     try:
-        settings = _settings(
-            config,
-            model=model,
-            types=types,
-            types_file=types_file,
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=overlap,
-            max_completion_tokens=max_tokens,
-            max_model_len=max_model_len,
-            id_field=id_field,
-            text_field=text_field,
-            globs=glob,
-        )
+        settings = _settings(config, flags)
         result = plan_job(inputs, settings)
     except VLLMClientError as exc:
         raise _fail(exc) from None

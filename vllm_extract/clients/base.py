@@ -10,6 +10,7 @@ import enum
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..config import ENFORCED_SEED, ENFORCED_TEMPERATURE, VLLMConfig
 
 __all__ = [
     "ClientStats",
+    "ResponseCallback",
     "VLLMClientInterface",
     "VLLMClientType",
     "VLLMRequest",
@@ -25,6 +27,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+ResponseCallback = Callable[["VLLMResponse"], None]
 
 
 class VLLMClientType(enum.Enum):
@@ -38,9 +42,11 @@ class VLLMClientType(enum.Enum):
 class VLLMRequest:
     """One chat completion request.
 
-    ``json_schema`` constrains the output through vLLM structured outputs. ``prompt_token_ids``, when
-    the caller already rendered and tokenized the chat (the pipeline does, to count exactly), is what
-    the direct client sends; the HTTP client always sends ``messages``.
+    Output constraints go through vLLM structured outputs: ``grammar`` (a Lark grammar run by
+    llguidance; grounded decoding) when set, else ``json_schema``. A server that refuses grammars
+    gets ``json_schema`` instead. ``prompt_token_ids``, when the caller already rendered and
+    tokenized the chat (the pipeline does, to count exactly), is what the direct client sends; the
+    HTTP client sends ``messages``.
     """
 
     messages: list[dict[str, str]]
@@ -48,6 +54,7 @@ class VLLMRequest:
     temperature: float | None = None
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
     stop: list[str] | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     prompt_token_ids: list[int] | None = None
@@ -173,9 +180,12 @@ class VLLMClientInterface(abc.ABC):
         """Load the engine or reach the server. Returns True when ready; raises on a clear failure."""
 
     @abc.abstractmethod
-    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+    async def generate_batch(
+        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
+    ) -> list[VLLMResponse]:
         """Generate for every request; one response per request, in order. Never raises for one
-        bad request: that request's response carries ``error``."""
+        bad request: that request's response carries ``error``. ``on_response`` is called once per
+        request as it finishes (possibly from a worker thread; it must be quick)."""
 
     async def generate_chat_completion(self, request: VLLMRequest) -> VLLMResponse:
         """Generate for one request (a batch of one)."""
@@ -188,7 +198,7 @@ class VLLMClientInterface(abc.ABC):
 
     @property
     def max_model_len(self) -> int:
-        """The context length actually in force (the model's limit, not only the configured one)."""
+        """The context length the engine or server holds (its limit, not only the configured one)."""
         return self.config.max_model_len
 
     def get_stats(self) -> dict[str, Any]:

