@@ -1,10 +1,14 @@
 """Reading the model's answer: entities from a (possibly cut-off) JSON response.
 
-A response cut at ``max_tokens`` is still mined for its complete entities.
+A response cut at ``max_tokens`` is still mined for its complete entities. Servers that return
+free text may wrap the JSON in a Markdown code fence or put prose before or after it (issue #12);
+the first JSON object holding an ``entities`` list is read and the rest ignored.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,21 +26,39 @@ class RawEntity:
     text: str
 
 
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\r?\n?(.*?)(?:```|\Z)", re.DOTALL)
+_DECODER = json.JSONDecoder()
+# How many "{" positions are tried when looking for the JSON object inside free text.
+_MAX_STARTS = 20
+
+_INCOMPLETE = "response JSON was incomplete; complete entities were kept"
+_NO_LIST = "response had no entities list"
+
+
 def parse_response(content: str, allowed: Iterable[str]) -> tuple[list[RawEntity], str | None]:
     """Entities from a response, and an error note when the JSON was incomplete or invalid.
 
-    A response cut off mid-way (``finish_reason == "length"``) still yields every complete entity.
+    ``content`` is the response text; ``allowed`` the configured type names (others are dropped,
+    as are items without a string ``type`` and a non-blank string ``text``). Returns the entities
+    in the model's order and ``None``, or a note saying what was wrong. Never raises.
+
+    Read in turn: the whole text as JSON; else the inside of a Markdown code fence (closed or not)
+    and the first JSON object in the text that has an ``entities`` list, with any text around it
+    ignored (no note: the entities are all there); else the complete entities of a response cut
+    off mid-way (``finish_reason == "length"``), from its first ``{``.
     """
     allowed_set = set(allowed)
     note: str | None = None
     try:
         data: Any = orjson.loads(content)
     except orjson.JSONDecodeError:
-        note = "response JSON was incomplete; complete entities were kept"
-        data = _partial_json(content)
+        data = _embedded_json(content)
+        if data is None:
+            note = _INCOMPLETE
+            data = _partial_json(_unfenced(content))
     items = data.get("entities") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        return [], note or "response had no entities list"
+        return [], note or _NO_LIST
     out: list[RawEntity] = []
     for item in items:
         if not isinstance(item, dict):
@@ -45,6 +67,32 @@ def parse_response(content: str, allowed: Iterable[str]) -> tuple[list[RawEntity
         if isinstance(etype, str) and isinstance(text, str) and etype in allowed_set and text.strip():
             out.append(RawEntity(etype, text))
     return out, note
+
+
+def _unfenced(content: str) -> str:
+    """The inside of the first Markdown code fence, or ``content`` from its first ``{``."""
+    fence = _FENCE.search(content)
+    if fence is not None and "{" in fence.group(1):
+        content = fence.group(1)
+    start = content.find("{")
+    return content[start:] if start >= 0 else content
+
+
+def _embedded_json(content: str) -> dict[str, Any] | None:
+    """The first complete JSON object with an ``entities`` list inside fenced or free text."""
+    for text in dict.fromkeys((_unfenced(content), content)):
+        pos = text.find("{")
+        for _ in range(_MAX_STARTS):
+            if pos < 0:
+                break
+            try:
+                value, _end = _DECODER.raw_decode(text, pos)
+            except ValueError:
+                value = None
+            if isinstance(value, dict) and isinstance(value.get("entities"), list):
+                return value
+            pos = text.find("{", pos + 1)
+    return None
 
 
 def _partial_json(content: str) -> Any:
