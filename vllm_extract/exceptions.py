@@ -2,7 +2,8 @@
 
     VLLMClientError                  root: catch this to catch everything we raise
     ├── ConfigurationError           a setting, flag, config file or model name is wrong   (exit 2)
-    │   └── InputError               an input path cannot be read at all                   (exit 2)
+    │   ├── InputError               an input path cannot be read at all                   (exit 2)
+    │   └── BudgetError              the budgets leave no room for document text           (exit 2)
     ├── ModelNotLoadedError          vLLM is missing, or the model did not load             (exit 3)
     │   └── ModelPreparationError    the embedded tiny model could not be prepared          (exit 3)
     ├── GPUMonitorError              NVML/driver missing, GPU not readable                  (exit 3)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import builtins
 
 __all__ = [
+    "BudgetError",
     "ConfigurationError",
     "ConnectionError",
     "ContextOverflowError",
@@ -63,6 +65,13 @@ class ConfigurationError(VLLMClientError):
 
 class InputError(ConfigurationError):
     """An input named on the command line cannot be used at all (missing path, ...)."""
+
+
+class BudgetError(ConfigurationError):
+    """The configured context, completion budget and instructions leave no room for document text.
+
+    Raised while the run plan is built, before any model loads.
+    """
 
 
 class ModelNotLoadedError(VLLMClientError):

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from .config import ExtractionConfig, Settings, VLLMConfig
-from .exceptions import ConfigurationError, ContextOverflowError
+from .exceptions import BudgetError, ConfigurationError, ContextOverflowError
 from .extract.prompts import build_instructions, build_messages, build_schema
 from .tokens import Tokenizer
 
@@ -194,9 +194,9 @@ def build_plan(
 
     ``context`` is the limit a server reported (None for the in-process engine: the model's own
     ``config.json`` limit is used). ``token_ids`` says whether the transport takes the prompt as
-    token ids (the in-process engine) or as chat messages (HTTP). Raises ``ContextOverflowError``
-    (a configuration error, exit 2) when the instructions and the completion budget leave no room
-    for document text, after shrinking the completion budget to fit.
+    token ids (the in-process engine) or as chat messages (HTTP). Raises ``BudgetError`` (a
+    configuration error, exit 2) when the instructions leave no room for document text even after
+    the completion budget shrinks to fit, and ``ConfigurationError`` for an unknown decoding mode.
     """
     ext = settings.extraction
     if ext.decoding not in DECODING_MODES:
@@ -223,12 +223,10 @@ def build_plan(
             by_context = vllm.max_model_len - shrunk - overhead - PROMPT_SLACK_TOKENS
     chunk_tokens = min(ext.chunk_tokens, by_prompt, by_context)
     if chunk_tokens < MIN_CHUNK_TOKENS:
-        raise ContextOverflowError(
+        raise BudgetError(
             f"the instructions take {overhead} tokens and leave no room for document text "
             f"in a {vllm.max_model_len}-token context with {vllm.max_completion_tokens} completion tokens",
-            estimated_tokens=overhead,
-            max_tokens=vllm.max_prompt_tokens,
-            hint="raise max_model_len, use fewer entity types, or a model with a longer context",
+            hint="raise max_model_len or max_prompt_tokens, use fewer entity types, or a model with a longer context",
         )
     in_force = Settings(vllm, dataclasses.replace(ext, chunk_tokens=chunk_tokens))
     schema = build_schema(ext)

@@ -17,7 +17,7 @@ from .clients.base import VLLMClientInterface, VLLMClientType
 from .clients.factory import BACKENDS
 from .config import Settings
 from .events import MemorySample, Subscriber
-from .exceptions import ConfigurationError, ConnectionError, ContextOverflowError, GPUMonitorError
+from .exceptions import BudgetError, ConfigurationError, ConnectionError, ContextOverflowError, GPUMonitorError
 from .output import OutputWriter
 from .output.report import write_metrics, write_report
 from .pipeline import ExtractionPipeline, RunSummary
@@ -77,7 +77,7 @@ def _items(inputs: Sequence[str], settings: Settings, stdin: IO[bytes] | None) -
 def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None) -> RunPlan:
     """The plan for the in-process engine, built before it loads: the model folder's own tokenizer
     and context. Raises ``ConfigurationError`` for a model that cannot be resolved, and
-    ``ContextOverflowError`` when the budgets leave no room for text."""
+    ``BudgetError`` when the budgets leave no room for text."""
     from .tokens import load_tokenizer
 
     model = model or resolve_model(settings.vllm.model)
@@ -128,8 +128,8 @@ async def open_run(settings: Settings, options: RunOptions) -> tuple[RunPlan, VL
         context = plan.max_model_len if plan else settings.vllm.max_model_len
         config = plan.vllm if plan else settings.vllm
         client = await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
-    except ContextOverflowError:
-        raise
+    except BudgetError:
+        raise  # the same budgets would not fit a server either
     except Exception as exc:
         if backend == "direct" or not servers:
             if backend == "auto" and not isinstance(exc, ConfigurationError | GPUMonitorError):

@@ -89,7 +89,33 @@ class HFTokenizer:
         return str(rendered)
 
     def encode_chat(self, messages: Messages) -> list[int]:
-        return self.encode(self.render_chat(messages))
+        """Token ids of the chat prompt, with message contents as data.
+
+        The template's own markers become control tokens; text inside a message never does: a
+        document holding ``<|im_end|>`` or ``<|im_start|>system`` cannot end its turn or open a new
+        one. The template is rendered with a placeholder per message, then its pieces are encoded
+        with special-token parsing on and the contents with it off (``split_special_tokens``).
+        """
+        marks = [f"\x00VX{i}\x00" for i in range(len(messages))]
+        rendered = self.render_chat([{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)])
+        ids: list[int] = []
+        rest = rendered
+        for message, mark in zip(messages, marks, strict=True):
+            head, found, rest = rest.partition(mark)
+            if not found:  # a template that rewrites contents: fall back to the plain encoding
+                return self._encode_data_only(self.render_chat(messages))
+            ids += self.encode(head)
+            ids += self._encode_data(message["content"])
+        return ids + self.encode(rest)
+
+    def _encode_data(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self._tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def _encode_data_only(self, rendered: str) -> list[int]:
+        logger.warning("%s: the chat template rewrites message contents; special tokens in text are parsed", self.name)
+        return self.encode(rendered)
 
 
 def _offsets_by_decoding(tok: Any, text: str) -> list[tuple[int, int]]:
