@@ -33,7 +33,7 @@ EXAMPLE_DOCS = ROOT / "examples" / "docs"
 def long_chunk(tokenizer: Any, tokens: int = 12000, docs: Path = EXAMPLE_DOCS, offset: int = 0) -> str:
     """A chunk of at least ``tokens`` tokens: the example documents repeated (rotated by ``offset``
     so several chunks differ), cut at a paragraph end past the target."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted(docs.glob("*")) if p.is_file()]
+    texts = [p.read_text(encoding="utf-8") for p in sorted(docs.glob("*")) if p.suffix in (".txt", ".md")]
     if not texts:
         raise FileNotFoundError(f"no documents in {docs}")
     parts: list[str] = []

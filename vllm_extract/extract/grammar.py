@@ -25,19 +25,20 @@ Why ``substring_chunks`` with our own chunks rather than llguidance's ``substrin
 - ``substring_chars`` splits escapes: it accepts ``"text":"a\\`` followed by ``"}]}``, which is
   invalid JSON, and ``nMary`` (from ``\\nMary``), which is not in the chunk.
 
-So the chunk is cut (in :func:`grounding_units`) into grapheme-aware units, each JSON-escaped on
-its own so that an escape sequence is never split:
+So the chunk is cut (in :func:`grounding_units`) at the span edges alignment uses
+(``vllm_extract.extract.segments``), each unit JSON-escaped on its own so that an escape sequence
+is never split:
 
 - a run of whitespace is one unit;
-- a run of letters, digits, ``_`` and combining marks in a script written with spaces is one unit
-  (a span never starts or ends inside such a word);
-- every grapheme cluster of a script written without spaces (Han, Hiragana, Katakana, Hangul,
-  Thai, Lao, Khmer, Myanmar) is its own unit, so any grapheme boundary can end a span;
+- a word of a script written with spaces is one unit (a span never starts or ends inside it;
+  digits joined by ``.`` or ``,`` are one word, so ``40`` cannot be taken out of ``11.40``);
+- every grapheme cluster of a script written without spaces (Han, kana, Hangul, Thai, Lao, Khmer,
+  Myanmar, ...) is its own unit, so any grapheme boundary can end a span;
 - every other grapheme cluster (punctuation, symbols, emoji with their modifiers and ZWJ
   sequences, flags, control characters) is its own unit.
 
 The rule is per character, not per chunk: a Latin-script chunk that quotes a Chinese name needs
-no special case. ASCII stretches are cut by a regular expression, the rest grapheme by grapheme.
+no special case. A span the grammar allows is always one alignment finds exactly.
 
 Repeats. The tiny model lists one span again and again until ``max_tokens``. The grammar bounds
 the list (``max_entities``, default ``max_entities_per_chunk``); :func:`repeated_entity_token_share`
@@ -51,11 +52,11 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Callable
 
 from ..config import ExtractionConfig
 from ..exceptions import ModelNotLoadedError
+from .segments import units
 
 __all__ = [
     "build_grounded_grammar",
@@ -65,124 +66,11 @@ __all__ = [
     "repeated_entity_token_share",
 ]
 
-# Code point ranges of scripts written without spaces between words: any grapheme boundary there
-# may start or end a span.
-_NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
-    (0x0E00, 0x0EFF),  # Thai, Lao
-    (0x1000, 0x109F),  # Myanmar
-    (0x1100, 0x11FF),  # Hangul Jamo
-    (0x1780, 0x17FF),  # Khmer
-    (0x2E80, 0x2FDF),  # CJK radicals, Kangxi radicals
-    (0x3040, 0x30FF),  # Hiragana, Katakana
-    (0x3100, 0x31FF),  # Bopomofo, Hangul compatibility Jamo, Kanbun, Katakana extensions
-    (0x3400, 0x4DBF),  # CJK extension A
-    (0x4E00, 0x9FFF),  # CJK unified ideographs
-    (0xA960, 0xA97F),  # Hangul Jamo extended A
-    (0xAC00, 0xD7FF),  # Hangul syllables, Jamo extended B
-    (0xF900, 0xFAFF),  # CJK compatibility ideographs
-    (0xFF66, 0xFFDC),  # half-width Katakana and Hangul
-    (0x20000, 0x3FFFF),  # CJK extensions B and later
-)
-_ZWJ = "\u200d"
-# Characters that extend the grapheme cluster before them (besides combining marks, which have
-# general category M*): ZWJ, emoji skin-tone modifiers, tag characters (subdivision flags),
-# and the Thai/Lao SARA AM spacing vowels.
-_EXTENDERS = frozenset({_ZWJ, "\u0e33", "\u0eb3"} | {chr(c) for c in range(0x1F3FB, 0x1F400)})
-_TAGS = (0xE0020, 0xE007F)
-# Hangul vowel and final Jamo continue a syllable written in decomposed (NFD) form.
-_HANGUL_VT = ((0x1160, 0x11FF), (0xD7B0, 0xD7FF))
-_REGIONAL_INDICATORS = (0x1F1E6, 0x1F1FF)
-
-_SPACE, _WORD, _SOLO = 0, 1, 2
-
-
-def _no_space_script(ch: str) -> bool:
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _NO_SPACE_RANGES)
-
-
-def _extends(prev: str, ch: str) -> bool:
-    """Whether ``ch`` continues the grapheme cluster whose last character is ``prev``."""
-    if ch in _EXTENDERS or (prev == _ZWJ and not ch.isspace()):
-        return True
-    if unicodedata.category(ch).startswith("M"):
-        return True
-    cp = ord(ch)
-    return _TAGS[0] <= cp <= _TAGS[1] or any(lo <= cp <= hi for lo, hi in _HANGUL_VT) or (prev == "\r" and ch == "\n")
-
-
-def _graphemes(text: str) -> list[str]:
-    """An approximation of extended grapheme clusters (UAX #29) good enough for span edges.
-
-    Handles combining marks, ZWJ sequences, skin-tone modifiers, tag sequences, regional
-    indicator pairs (flags), decomposed Hangul syllables and CRLF.
-    """
-    clusters: list[str] = []
-    current = ""
-    ri_run = 0  # regional indicators in the current cluster
-    for ch in text:
-        cp = ord(ch)
-        is_ri = _REGIONAL_INDICATORS[0] <= cp <= _REGIONAL_INDICATORS[1]
-        if current and (_extends(current[-1], ch) or (is_ri and ri_run == 1 and len(current) == 1)):
-            current += ch
-            ri_run += is_ri
-            continue
-        if current:
-            clusters.append(current)
-        current = ch
-        ri_run = int(is_ri)
-    if current:
-        clusters.append(current)
-    return clusters
-
-
-def _kind(cluster: str) -> int:
-    first = cluster[0]
-    if first.isspace():
-        return _SPACE
-    if _no_space_script(first):
-        return _SOLO
-    if first.isalnum() or first == "_":
-        return _WORD
-    return _SOLO
-
-
-# ASCII text (most of most documents) is cut by regular expressions; the rest per grapheme.
-_SEGMENTS = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]+")
-_ASCII_UNITS = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f ]+|[A-Za-z0-9_]+|.", re.DOTALL)
-
-
 def grounding_units(chunk_text: str) -> list[str]:
-    """The chunk cut into the units a span is made of (see the module docstring for the rule).
-
-    ``"".join(grounding_units(t)) == t`` always holds. Returns ``[]`` for an empty chunk.
-    """
-    units: list[str] = []
-    kinds: list[int] = []
-
-    def add(piece: str, kind: int) -> None:
-        if units and kind != _SOLO and kinds[-1] == kind:
-            units[-1] += piece
-        else:
-            units.append(piece)
-            kinds.append(kind)
-
-    for segment in _SEGMENTS.finditer(chunk_text):
-        text = segment.group()
-        if text[0] < "\x80":
-            if units and units[-1][-1] == _ZWJ and not text[0].isspace():  # "x\u200d1" is one cluster
-                units[-1] += text[0]
-                text = text[1:]
-            for match in _ASCII_UNITS.finditer(text):
-                piece = match.group()
-                add(piece, _kind(piece))
-            continue
-        clusters = _graphemes(text)
-        if units and _extends(units[-1][-1], text[0]):  # a mark on the last ASCII character
-            units[-1] += clusters.pop(0)
-        for cluster in clusters:
-            add(cluster, _kind(cluster))
-    return units
+    """The chunk cut into the units a span is made of: ``segments.units``, the same edges alignment
+    places spans on (so every span the grammar allows is found as it is). ``"".join(units) ==
+    chunk_text``; ``[]`` for an empty chunk."""
+    return units(chunk_text)
 
 
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f\ud800-\udfff]')
