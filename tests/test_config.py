@@ -51,7 +51,7 @@ def test_documented_defaults() -> None:
     assert ext.entity_types == DEFAULT_ENTITY_TYPES
     assert ext.chunk_tokens == 12000
     assert ext.chunk_overlap == 0.10
-    assert ext.globs == ("*.txt", "*.md")
+    assert ext.globs == ("*.txt", "*.md", "*.pdf", "*.docx", "*.html", "*.htm")
 
 
 def test_load_settings_without_sources_gives_defaults(tmp_path: Path) -> None:

@@ -386,7 +386,7 @@ def test_count_documents(tmp_path: Path) -> None:
     single = tmp_path / "s.txt"
     single.write_text("s", encoding="utf-8")
     assert count_documents([str(a)]) == 3
-    assert count_documents([str(b)]) == 0
+    assert count_documents([str(b)]) == 1  # an empty file is one "empty" bad input
     assert count_documents([str(folder)]) == 2
     assert count_documents([str(a), str(folder), str(single)]) == 6
     assert count_documents([str(a), "-"]) is None
@@ -436,8 +436,19 @@ _blank = st.sampled_from([b"", b"   ", b"\t"]).map(lambda b: ("blank", b, None))
 def test_property_jsonl_good_and_junk_lines(tmp_path: Path, lines: list[tuple[str, bytes, str | None]]) -> None:
     path = tmp_path / "prop.jsonl"
     path.write_bytes(b"".join(raw + b"\n" for _, raw, _ in lines))
+    first = lines[0][1].removeprefix(b"\xef\xbb\xbf")  # a byte-order mark opening the file is not content
+    if first != lines[0][1]:
+        if not first.strip():
+            lines[0] = ("blank", first, None)
+        elif _is_good(first):
+            lines[0] = ("good", first, json.loads(first)["text"])
+        else:
+            lines[0] = ("junk", first, None)
     items = list(iter_documents([str(path)]))
     expected = [(kind, n, text) for n, (kind, _, text) in enumerate(lines, start=1) if kind != "blank"]
+    if not expected:  # only blank lines: the file is one "empty" bad input
+        assert [(type(i), i.kind, i.line) for i in items] == [(BadInput, "empty", None)]
+        return
     assert len(items) == len(expected)
     for index, (item, (kind, line_no, text)) in enumerate(zip(items, expected, strict=True)):
         assert item.index == index
@@ -455,3 +466,213 @@ def test_property_jsonl_good_and_junk_lines(tmp_path: Path, lines: list[tuple[st
                 "text_not_string",
                 "not_utf8",
             }
+
+
+# --- input safety (issue #13) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xef\xbb\xbf",  # only a byte-order mark
+        b"\xef\xbb\xbf \r\n\t",
+        "\u00a0\u00a0\n".encode(),  # NBSP
+        "\u3000 \u3000".encode(),  # ideographic space
+        "\u200b\ufeff\u2060".encode(),  # invisible characters only
+    ],
+)
+def test_file_with_only_a_bom_or_whitespace_is_empty(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "blank.txt"
+    path.write_bytes(data)
+    (bad,) = _items(path)
+    assert isinstance(bad, BadInput) and bad.kind == "empty"
+
+
+def test_jsonl_text_of_only_unicode_spaces_is_empty_text(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "s.jsonl", [{"id": "a", "text": "\u3000\u00a0\u200b"}])
+    (bad,) = _items(path)
+    assert isinstance(bad, BadInput) and bad.kind == "empty_text"
+
+
+def test_nul_byte_after_the_first_8k_is_binary(tmp_path: Path) -> None:
+    path = tmp_path / "late-nul.txt"
+    path.write_bytes(b"a" * 100_000 + b"\x00" + b"b" * 10)
+    (bad,) = _items(path)
+    assert isinstance(bad, BadInput) and bad.kind == "binary" and "offset 100000" in bad.message
+
+
+def test_utf16_text_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "utf16.txt"
+    path.write_bytes("Ingrid Halvorsen".encode("utf-16"))
+    (bad,) = _items(path)
+    assert isinstance(bad, BadInput) and bad.kind == "not_utf8" and "UTF-16" in bad.message
+
+
+def test_jsonl_whose_first_line_is_only_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom-line.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf\n\n{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n')
+    items = _items(path)
+    assert [(type(i), i.id, i.line, i.index) for i in items] == [(Document, "a", 3, 0), (Document, "b", 4, 1)]
+
+
+def test_jsonl_of_only_a_bom_and_blank_lines_is_one_empty_input(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf\n  \n\n")
+    (bad,) = _items(path)
+    assert isinstance(bad, BadInput) and bad.kind == "empty" and "blank lines" in bad.message
+
+
+def _in_thread(function, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Run ``function`` in a daemon thread; fail (instead of hanging) if it does not return."""
+    import threading
+
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(function()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked: a FIFO was opened"
+    return result[0]
+
+
+def test_fifo_and_socket_in_a_folder_are_not_files_and_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.txt").write_text("first", encoding="utf-8")
+    os.mkfifo(root / "b.txt")
+    os.mkfifo(root / "c.jsonl")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        monkeypatch.chdir(root)
+        server.bind("d.md")  # relative: socket paths are limited to about 100 bytes
+        (root / "e.txt").write_text("last", encoding="utf-8")
+        items = _in_thread(lambda: _items(root, globs=("*.txt", "*.md", "*.jsonl")))
+        count = _in_thread(lambda: count_documents([str(root)], globs=("*.txt", "*.md", "*.jsonl")))
+    finally:
+        server.close()
+    assert [(getattr(i, "kind", "doc"), i.index) for i in items] == [
+        ("doc", 0),
+        ("not_a_file", 1),
+        ("not_a_file", 2),
+        ("not_a_file", 3),
+        ("doc", 4),
+    ]
+    assert "FIFO" in items[1].message and "socket" in items[3].message
+    assert count == 5
+
+
+def test_fifo_named_directly_is_read_as_a_pipe_and_not_counted(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "piped.txt"
+    os.mkfifo(fifo)
+    assert count_documents([str(fifo)]) is None  # counting would consume the pipe
+
+    def write() -> None:
+        with open(fifo, "wb") as stream:
+            stream.write(b"streamed text")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    (doc,) = _in_thread(lambda: _items(fifo))
+    writer.join(5)
+    assert isinstance(doc, Document) and doc.text == "streamed text"
+
+
+def test_file_names_that_are_not_utf8_are_escaped(tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path / "in")
+    os.mkdir(root)
+    with open(os.path.join(root, b"memo_\xff.txt"), "wb") as stream:
+        stream.write(b"odd name")
+    with open(os.path.join(root, b"note.txt"), "wb") as stream:
+        stream.write(b"good")
+    with open(os.path.join(root, b"skip_\xfe.csv"), "wb") as stream:
+        stream.write(b"x")
+    with open(os.path.join(root, b"zz_\xfd.txt"), "wb") as stream:
+        stream.write(b"\x00binary")
+    folder = str(tmp_path / "in")
+    items = _items(folder)
+    assert items == [
+        Document(folder + "/memo_\\xff.txt", "odd name", folder + "/memo_\\xff.txt", 0),
+        Document(folder + "/note.txt", "good", folder + "/note.txt", 1),
+        SkippedFile(folder + "/skip_\\xfe.csv"),
+        BadInput(folder + "/zz_\\xfd.txt", folder + "/zz_\\xfd.txt", 2, "binary", items[3].message),
+    ]
+    for item in items:
+        for value in vars(item).values() if hasattr(item, "__dict__") else [getattr(item, f) for f in item.__slots__]:
+            if isinstance(value, str):
+                value.encode("utf-8")  # never a lone surrogate
+    import orjson
+
+    orjson.dumps([getattr(i, "id", None) for i in items])
+    assert _items(os.fsdecode(os.path.join(root, b"memo_\xff.txt")))[0].id == folder + "/memo_\\xff.txt"
+
+
+# --- converted formats through the dispatcher ------------------------------------------------
+
+
+def test_default_globs_match_the_configuration_default() -> None:
+    from vllm_extract.config import ExtractionConfig
+    from vllm_extract.readers import DEFAULT_GLOBS
+
+    assert ExtractionConfig().globs == DEFAULT_GLOBS
+    assert {"*.pdf", "*.docx", "*.html", "*.htm", "*.txt", "*.md"} == set(DEFAULT_GLOBS)
+
+
+def test_folder_reads_every_format_in_order(tmp_path: Path) -> None:
+    pytest.importorskip("pypdfium2")
+    pytest.importorskip("selectolax")
+    fpdf = pytest.importorskip("fpdf")
+    docx = pytest.importorskip("docx")
+    root = tmp_path / "mixed"
+    root.mkdir()
+    (root / "a.txt").write_text("Plain text.", encoding="utf-8")
+    pdf = fpdf.FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.add_page()
+    pdf.text(20, 30, "From a PDF.")
+    pdf.output(str(root / "b.pdf"))
+    document = docx.Document()
+    document.add_paragraph("From a DOCX.")
+    document.save(str(root / "c.docx"))
+    (root / "d.html").write_text("<nav>menu</nav><p>From HTML.</p>", encoding="utf-8")
+    (root / "e.HTM").write_text("<p>Upper-case suffix.</p>", encoding="utf-8")
+    (root / "f.png").write_bytes(b"\x89PNG")
+    items = _items(root)
+    assert [(type(i).__name__, getattr(i, "text", None), getattr(i, "converted", None)) for i in items] == [
+        ("Document", "Plain text.", False),
+        ("Document", "From a PDF.", True),
+        ("Document", "From a DOCX.", True),
+        ("Document", "From HTML.", True),
+        ("SkippedFile", None, None),  # globs are case-sensitive, as before
+        ("SkippedFile", None, None),
+    ]
+    assert items[0].pages is None and items[1].pages == ((0, 11),)
+    assert count_documents([str(root)]) == 4
+    assert [i.text for i in _items(root / "e.HTM")] == ["Upper-case suffix."]  # named directly: by suffix, any case
+
+
+def test_a_reader_that_crashes_gives_a_corrupt_input_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vllm_extract.readers import documents
+
+    def explode(origin, st):  # type: ignore[no-untyped-def]
+        raise ValueError("library bug")
+
+    monkeypatch.setitem(documents.CONVERTED_SUFFIXES, ".pdf", explode)
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "b.txt").write_text("next", encoding="utf-8")
+    bad, good = _items(tmp_path)
+    assert isinstance(bad, BadInput) and bad.kind == "corrupt" and "ValueError: library bug" in bad.message
+    assert isinstance(good, Document) and good.index == 1
+
+
+def test_converted_file_that_is_not_regular_is_not_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.pdf"
+    os.mkfifo(fifo)
+    (bad,) = _in_thread(lambda: _items(fifo))
+    assert isinstance(bad, BadInput) and bad.kind == "not_a_file"

@@ -169,7 +169,7 @@ class ExtractionConfig:
     retry_truncated: bool = True
     id_field: str = "id"
     text_field: str = "text"
-    globs: tuple[str, ...] = ("*.txt", "*.md")
+    globs: tuple[str, ...] = ("*.txt", "*.md", "*.pdf", "*.docx", "*.html", "*.htm")
     max_line_bytes: int = 64 * 1024 * 1024
     decoding: str = "grounded"
     mentions: str = "listed"

@@ -1,25 +1,45 @@
-"""Reading inputs: JSONL files, document folders, single text files and standard input.
+"""Reading inputs: JSONL files, document folders, single files (text, PDF, DOCX, HTML) and stdin.
 
 Inputs stream: documents are yielded one at a time in input order and the corpus is never held
 in memory. Every input that cannot become a document becomes a ``BadInput`` at its place in the
-stream (malformed line, binary file, ...), so the run records it instead of losing it.
+stream (malformed line, binary file, encrypted PDF, ...), so the run records it instead of losing
+it; the kinds are listed in ``_items``. A reader that fails in a way nobody foresaw (a library
+error on a strange file) also gives a ``corrupt`` bad input: one file never ends the run.
+
+Which reader reads a file goes by its suffix (any case): ``.jsonl``/``.ndjson`` (one document per
+line), ``.pdf`` (``pdf``), ``.docx`` (``docx``), ``.html``/``.htm`` (``html``), anything else
+UTF-8 text (``text``). Inside a folder only files matching ``globs`` are read; the others are
+listed as ``SkippedFile``. A folder entry that is not a regular file (FIFO, socket, device) is a
+``not_a_file`` bad input and is never opened; a pipe named directly as an INPUT (``<(zcat x)``)
+is read, as text or JSONL only.
+
+Ids and sources of files are their paths as given (``folder/sub/name.pdf``), made UTF-8-safe by
+``display_name`` (undecodable bytes become ``\\xNN``).
 """
 
 from __future__ import annotations
 
 import os
+import stat as stat_module
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
 from ..exceptions import InputError
+from ._files import display_name, file_status
+from ._items import BadInput, Document, InputItem, Origin, SkippedFile
+from .docx import read_docx
+from .html import read_html
+from .pdf import read_pdf
+from .text import is_blank, read_text_file
 
 __all__ = [
+    "CONVERTED_SUFFIXES",
+    "DEFAULT_GLOBS",
+    "JSONL_SUFFIXES",
     "BadInput",
     "Document",
     "InputItem",
@@ -29,41 +49,12 @@ __all__ = [
 ]
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+DEFAULT_GLOBS = ("*.txt", "*.md", "*.pdf", "*.docx", "*.html", "*.htm")
 _READ_BLOCK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One document: its text and where it came from. ``index`` is its position in the input."""
-
-    id: str
-    text: str
-    source: str
-    index: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    line: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BadInput:
-    """An input that could not become a document; it becomes an error record in the output."""
-
-    id: str
-    source: str
-    index: int
-    kind: str
-    message: str
-    line: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SkippedFile:
-    """A file inside an input folder that does not match the globs (listed, not processed)."""
-
-    path: str
-
-
-InputItem = Document | BadInput | SkippedFile
+Reader = Callable[[Origin, os.stat_result], Document | BadInput]
+CONVERTED_SUFFIXES: dict[str, Reader] = {".pdf": read_pdf, ".docx": read_docx, ".html": read_html, ".htm": read_html}
 
 
 def iter_documents(
@@ -71,20 +62,22 @@ def iter_documents(
     *,
     id_field: str = "id",
     text_field: str = "text",
-    globs: Iterable[str] = ("*.txt", "*.md"),
+    globs: Iterable[str] = DEFAULT_GLOBS,
     max_line_bytes: int = 64 * 1024 * 1024,
     stdin: IO[bytes] | None = None,
 ) -> Iterator[InputItem]:
     """Yield documents, bad inputs and skipped files from INPUT arguments, in order.
 
     An INPUT is ``-`` (JSONL on standard input), a ``.jsonl``/``.ndjson`` file, a folder (recursive,
-    files matching ``globs``), or any other file (one document). A missing INPUT raises InputError
-    before anything is yielded.
+    files matching ``globs``, sorted by name), or any other file (one document). A missing INPUT
+    raises InputError before anything is yielded.
     """
     inputs = list(inputs)
     for name in inputs:
         if name != "-" and not os.path.lexists(name):
-            raise InputError(f"input {name!r} does not exist", hint="pass JSONL files, folders, or - for stdin")
+            raise InputError(
+                f"input {display_name(name)!r} does not exist", hint="pass JSONL files, folders, or - for stdin"
+            )
     counter = _Counter()
     globs = tuple(globs)
     for name in inputs:
@@ -92,9 +85,9 @@ def iter_documents(
             stream = stdin if stdin is not None else sys.stdin.buffer
             yield from _jsonl_stream(stream, "<stdin>", counter, id_field, text_field, max_line_bytes)
         elif os.path.isdir(name):
-            yield from _folder(Path(name), counter, globs, id_field, text_field, max_line_bytes)
+            yield from _folder(name, counter, globs, id_field, text_field, max_line_bytes)
         else:
-            yield from _file(Path(name), counter, id_field, text_field, max_line_bytes)
+            yield from _file(name, counter, id_field, text_field, max_line_bytes, direct=True)
 
 
 class _Counter:
@@ -106,37 +99,45 @@ class _Counter:
         return self.value - 1
 
 
-def _file(path: Path, counter: _Counter, id_field: str, text_field: str, max_line_bytes: int) -> Iterator[InputItem]:
-    source = str(path)
-    if path.suffix.lower() in JSONL_SUFFIXES:
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def _file(
+    path: str, counter: _Counter, id_field: str, text_field: str, max_line_bytes: int, *, direct: bool
+) -> Iterator[InputItem]:
+    name = display_name(path)
+    suffix = _suffix(path)
+    st, problem = file_status(path)
+    pipe = st is not None and (stat_module.S_ISFIFO(st.st_mode) or stat_module.S_ISCHR(st.st_mode))
+    readable_pipe = direct and pipe and suffix not in CONVERTED_SUFFIXES
+    if problem is not None and not readable_pipe:
+        kind = "not_a_file" if st is not None else "unreadable"
+        yield BadInput(name, name, counter.next(), kind, f"{name} {problem}")
+        return
+    if suffix in JSONL_SUFFIXES:
         try:
             with open(path, "rb") as stream:
-                yield from _jsonl_stream(stream, source, counter, id_field, text_field, max_line_bytes)
+                yield from _jsonl_stream(stream, name, counter, id_field, text_field, max_line_bytes)
         except OSError as exc:
-            yield BadInput(source, source, counter.next(), "unreadable", f"cannot read {source}: {exc.strerror}")
+            yield BadInput(name, name, counter.next(), "unreadable", f"cannot read {name}: {exc.strerror}")
         return
-    yield _text_file(path, source, counter.next())
-
-
-def _text_file(path: Path, doc_id: str, index: int) -> Document | BadInput:
-    source = str(path)
+    origin = Origin(path, name, counter.next())
+    reader = CONVERTED_SUFFIXES.get(suffix)
+    if reader is None:
+        yield read_text_file(origin)
+        return
+    assert st is not None
     try:
-        data = path.read_bytes()
+        yield reader(origin, st)
     except OSError as exc:
-        return BadInput(doc_id, source, index, "unreadable", f"cannot read {source}: {exc.strerror}")
-    if not data.strip():
-        return BadInput(doc_id, source, index, "empty", f"{source} is empty")
-    if b"\x00" in data[:8192]:
-        return BadInput(doc_id, source, index, "binary", f"{source} looks binary (NUL bytes), not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return BadInput(doc_id, source, index, "not_utf8", f"{source} is not UTF-8 (byte {exc.start}: {exc.reason})")
-    return Document(doc_id, text, source, index)
+        yield origin.bad("unreadable", f"cannot read {name}: {exc.strerror}")
+    except Exception as exc:  # noqa: BLE001 - a library failing on one file must not end the run
+        yield origin.bad("corrupt", f"{name} could not be read as {suffix[1:].upper()}: {type(exc).__name__}: {exc}")
 
 
 def _folder(
-    root: Path,
+    root: str,
     counter: _Counter,
     globs: tuple[str, ...],
     id_field: str,
@@ -145,39 +146,35 @@ def _folder(
 ) -> Iterator[InputItem]:
     seen_dirs: set[str] = set()
 
-    def walk(directory: Path) -> Iterator[InputItem]:
+    def walk(directory: str) -> Iterator[InputItem]:
+        shown = display_name(directory)
         real = os.path.realpath(directory)
         if real in seen_dirs:
             yield BadInput(
-                str(directory),
-                str(directory),
+                shown,
+                shown,
                 counter.next(),
                 "symlink_loop",
-                f"{directory} links back to {real}, already read (symlink loop); skipped",
+                f"{shown} links back to {display_name(real)}, already read (symlink loop); skipped",
             )
             return
         seen_dirs.add(real)
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            entries = sorted(os.scandir(directory), key=lambda e: os.fsencode(e.name))
         except OSError as exc:
-            yield BadInput(str(directory), str(directory), counter.next(), "unreadable", str(exc))
+            yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {exc.strerror}")
             return
         for entry in entries:
-            path = Path(entry.path)
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
             if is_dir:
-                yield from walk(path)
-            elif not os.path.exists(path):
-                yield BadInput(str(path), str(path), counter.next(), "unreadable", f"{path} is a broken link")
-            elif path.suffix.lower() in JSONL_SUFFIXES and any(fnmatch(entry.name, g) for g in globs):
-                yield from _file(path, counter, id_field, text_field, max_line_bytes)
-            elif any(fnmatch(entry.name, g) for g in globs):
-                yield _text_file(path, str(path), counter.next())
+                yield from walk(entry.path)
+            elif any(fnmatch(entry.name, g) for g in globs) or not os.path.exists(entry.path):
+                yield from _file(entry.path, counter, id_field, text_field, max_line_bytes, direct=False)
             else:
-                yield SkippedFile(str(path))
+                yield SkippedFile(display_name(entry.path))
 
     yield from walk(root)
 
@@ -190,16 +187,23 @@ def _jsonl_stream(
     text_field: str,
     max_line_bytes: int,
 ) -> Iterator[InputItem]:
+    """One document per non-blank line; a file with no such line is one ``empty`` bad input.
+
+    A UTF-8 byte-order mark opening the first line is removed (a line holding only the mark is a
+    blank line); blank lines are skipped but counted in line numbers.
+    """
     line_no = 0
+    items = 0
     while True:
         raw = stream.readline(max_line_bytes + 1)
         if not raw:
-            if line_no == 0:
-                yield BadInput(source, source, counter.next(), "empty", f"{source} is empty")
+            if items == 0:
+                what = "is empty" if line_no == 0 else "has only blank lines"
+                yield BadInput(source, source, counter.next(), "empty", f"{source} {what}")
             return
         line_no += 1
-        if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") and raw[3:].strip():
-            raw = raw[3:]  # a UTF-8 byte-order mark
+        if line_no == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
         where = f"{source}:{line_no}"
         if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
             skipped = len(raw) + _skip_rest_of_line(stream)
@@ -211,9 +215,11 @@ def _jsonl_stream(
                 f"line {line_no} is {skipped} bytes, over the {max_line_bytes}-byte limit (max_line_bytes)",
                 line=line_no,
             )
+            items += 1
             continue
         if not raw.strip():
             continue
+        items += 1
         yield _parse_line(raw, source, line_no, counter.next(), id_field, text_field)
 
 
@@ -258,7 +264,7 @@ def _parse_line(
             f"line {line_no}: {text_field!r} is a {type(text).__name__}, not a string",
             line_no,
         )
-    if not text.strip():
+    if is_blank(text):
         return BadInput(doc_id, source, index, "empty_text", f"line {line_no}: {text_field!r} is empty", line_no)
     metadata = {k: v for k, v in obj.items() if k not in (id_field, text_field)}
     return Document(doc_id, text, source, index, metadata, line=line_no)
@@ -272,40 +278,43 @@ def _not_utf8(raw: bytes) -> bool:
     return False
 
 
-def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = ("*.txt", "*.md")) -> int | None:
-    """A quick upper-bound count of input items for progress totals (None for stdin)."""
+def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = DEFAULT_GLOBS) -> int | None:
+    """A quick count of input items for progress totals, without reading any document.
+
+    JSONL files count their lines (at least 1: an empty file is one bad input); every other file
+    counts 1 (a PDF is one document whatever its pages). Nothing but JSONL files is opened, and no
+    FIFO, socket or device ever is. None when an input is stdin or a pipe (it cannot be counted
+    without consuming it). Symlinked folders are not followed here, so a count can fall short.
+    """
     total = 0
     globs = tuple(globs)
     for name in inputs:
         if name == "-":
             return None
-        path = Path(name)
-        if path.is_dir():
-            for root, _dirs, files in os.walk(path, followlinks=False):
+        if os.path.isdir(name):
+            for root, _dirs, files in os.walk(name, followlinks=False):
                 for file in files:
                     if any(fnmatch(file, g) for g in globs):
-                        total += _count_lines(Path(root, file)) if file.endswith(JSONL_SUFFIXES) else 1
-        elif path.suffix.lower() in JSONL_SUFFIXES:
-            total += _count_lines(path)
-        else:
-            total += 1
+                        total += _count_lines(os.path.join(root, file)) if _suffix(file) in JSONL_SUFFIXES else 1
+            continue
+        st, problem = file_status(name)
+        if st is not None and problem is not None:
+            return None  # a pipe or device named directly
+        total += _count_lines(name) if _suffix(name) in JSONL_SUFFIXES else 1
     return total
 
 
-def _count_lines(path: Path) -> int:
+def _count_lines(path: str) -> int:
+    st, problem = file_status(path)
+    if st is None or problem is not None:
+        return 1
     count = 0
+    last = b""
     try:
         with open(path, "rb") as stream:
             for block in iter(lambda: stream.read(_READ_BLOCK), b""):
                 count += block.count(b"\n")
-            if stream.tell() and not _ends_with_newline(path):
-                count += 1
+                last = block[-1:]
     except OSError:
         return 1
-    return count
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as stream:
-        stream.seek(-1, os.SEEK_END)
-        return stream.read(1) == b"\n"
+    return max(1, count + (last not in (b"", b"\n")))
