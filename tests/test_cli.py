@@ -151,7 +151,7 @@ def test_plan_counts_chunks_and_bad_inputs(tmp_path, tiny_model_path):
     result = runner.invoke(app, ["plan", str(src), str(ROOT / "examples" / "docs"), "--model", "tiny", "--json"])
     assert result.exit_code == 1  # a bad input was found
     data = orjson.loads(result.stdout)
-    assert data["documents"] == 5 and data["exact_tokens"] is True
+    assert data["documents"] == 8 and data["exact_tokens"] is True  # a + 4 texts, a PDF, a DOCX, an HTML page
     assert [b["kind"] for b in data["bad_inputs"]] == ["malformed_json"]
     assert data["chunks"] >= 5 and data["max_model_len"] == 8192
     assert data["largest_prompt_tokens"] <= 8191

@@ -1,6 +1,12 @@
 """vllm-extract: batch entity extraction over documents with vLLM's in-process Python API.
 
-    from vllm_extract import DirectVLLMClient, VLLMConfig, VLLMRequest
+    from vllm_extract import Settings, VLLMConfig, run_job, plan_job, evaluate
+
+The data flow, one folder a stage: ``readers`` (inputs of every format -> documents),
+``plan`` (model, budgets, decoding, fingerprint: decided once), ``extract`` (chunks, prompts,
+grammars, parsing, alignment), ``clients`` (transports: in-process vLLM, HTTP), ``pipeline``
+(windows of native batches), ``output`` (records, writer, resume, report), ``runner`` (a whole
+job), ``eval`` (scores against gold spans) and ``review`` (an HTML page of the results).
 
 The heavy engines (vllm, torch, pynvml) are imported only when a client connects or a GPU is read.
 """
@@ -12,7 +18,9 @@ from .clients.direct import DirectVLLMClient
 from .clients.factory import VLLMClientFactory, get_client_for_entity_extraction
 from .clients.http import HTTPVLLMClient
 from .config import EntityType, ExtractionConfig, Settings, VLLMConfig, load_settings
+from .eval import EvalResult, evaluate, load_gold, load_predictions
 from .exceptions import (
+    BudgetError,
     ConfigurationError,
     ConnectionError,
     ContextOverflowError,
@@ -30,14 +38,17 @@ from .extract.alignment import Entity
 from .gpu import GPUMonitor, GPUStats
 from .output import OutputWriter, read_records
 from .pipeline import ExtractionPipeline, RunSummary
+from .plan import ResolvedModel, RunPlan, build_plan, resolve_model
 from .readers import BadInput, Document, iter_documents
-from .runner import RunOptions, RunResult, plan_job, run_job
+from .review import write_review
+from .runner import RunOptions, RunResult, open_run, plan_job, run_job
 from .tokens import TokenEstimator
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadInput",
+    "BudgetError",
     "ConfigurationError",
     "ConnectionError",
     "ContextOverflowError",
@@ -45,6 +56,7 @@ __all__ = [
     "Document",
     "Entity",
     "EntityType",
+    "EvalResult",
     "ExtractionConfig",
     "ExtractionPipeline",
     "GPUMemoryError",
@@ -59,7 +71,9 @@ __all__ = [
     "ModelPreparationError",
     "OutputError",
     "OutputWriter",
+    "ResolvedModel",
     "RunOptions",
+    "RunPlan",
     "RunResult",
     "RunSummary",
     "Settings",
@@ -72,10 +86,17 @@ __all__ = [
     "VLLMRequest",
     "VLLMResponse",
     "__version__",
+    "build_plan",
+    "evaluate",
     "get_client_for_entity_extraction",
     "iter_documents",
+    "load_gold",
+    "load_predictions",
     "load_settings",
+    "open_run",
     "plan_job",
     "read_records",
+    "resolve_model",
     "run_job",
+    "write_review",
 ]

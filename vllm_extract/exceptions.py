@@ -11,7 +11,10 @@
     ├── ConnectionError              no server answers / no client could be created         (exit 3)
     ├── GenerationError              one request failed; `can_retry` says if retrying helps
     ├── ContextOverflowError         a prompt does not fit the model's context
-    ├── OutputError                  the output file cannot be written / would be overwritten (exit 2)
+    ├── OutputError                  the output cannot be written, would be overwritten, or a resume
+    │   │                            would mix runs (inputs or settings changed)                (exit 2)
+    │   └── RecordError              a line or dict is not a valid record (damaged output)    (exit 2)
+    │       └── UnencodableRecordError  a record holds what JSON cannot carry (lone surrogates)
     └── LockHeldError                another live run holds the output's lock                (exit 4)
 
 Each error carries a message saying what happened and a ``hint`` saying what to do. Library
@@ -36,6 +39,8 @@ __all__ = [
     "ModelNotLoadedError",
     "ModelPreparationError",
     "OutputError",
+    "RecordError",
+    "UnencodableRecordError",
     "VLLMClientError",
     "exit_code_for",
 ]
@@ -155,6 +160,20 @@ class OutputError(VLLMClientError):
     """The output file cannot be written, or would be overwritten without --overwrite/--resume."""
 
     exit_code = 2
+
+
+class RecordError(OutputError):
+    """A line or dict is not a valid record (bad JSON, a missing or mistyped field, an unknown
+    error kind). ``line`` is the 1-based line number in the file when known."""
+
+    def __init__(self, message: str, *, line: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.line = line
+
+
+class UnencodableRecordError(RecordError):
+    """A record holds something JSON cannot carry: a str with lone surrogates (a non-UTF-8 file
+    name decoded with ``surrogateescape``), or a value of no JSON type."""
 
 
 class LockHeldError(VLLMClientError):

@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from .clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
@@ -33,8 +34,9 @@ from .exceptions import ContextOverflowError
 from .extract.alignment import Mentions, align_document
 from .extract.chunking import Chunk, chunk_document, split_span
 from .extract.parsing import RawEntity, parse_response
+from .output.resume import ResumeGuard, ReuseIndex
 from .plan import RunPlan
-from .readers import BadInput, Document, InputItem, SkippedFile
+from .readers import BadInput, Document, InputItem, SkippedFile, page_of
 
 __all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary", "text_sha256"]
 
@@ -54,6 +56,7 @@ class RunSummary:
     ok: int = 0
     errors: int = 0
     skipped_done: int = 0
+    reused: int = 0
     duplicate_ids: int = 0
     entities: int = 0
     chunks: int = 0
@@ -102,12 +105,16 @@ class _DocWork:
     chunks: list[PreparedChunk] = field(default_factory=list)
     error: tuple[str, str] | None = None
     duplicate: bool = False
+    sha: str | None = None
+    done: bool = False
+    reused: dict[str, Any] | None = None
 
 
 class ExtractionPipeline:
     """Runs extraction over input items with one client and one plan: ``await run(items, sink)``.
 
-    ``client`` may be None to prepare prompts only (``vllm-extract plan``).
+    ``client`` may be None to prepare prompts only (``vllm-extract plan``). ``texts_dir``: where a
+    converted document's text is stored (``<text_sha256>.txt``) instead of inside its record.
     """
 
     def __init__(
@@ -117,8 +124,10 @@ class ExtractionPipeline:
         *,
         subscribers: Sequence[Subscriber] = (),
         stop_event: threading.Event | None = None,
+        texts_dir: Path | None = None,
     ) -> None:
         self.client = client
+        self.texts_dir = texts_dir
         self.plan = plan
         self.settings = plan.settings
         self.subscribers = list(subscribers)
@@ -157,8 +166,14 @@ class ExtractionPipeline:
             prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.max_model_len - len(ids)))
         return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
 
-    def windows(self, items: Iterable[InputItem]) -> Iterator[list[_DocWork]]:
-        """Group items into windows of about ``window_chunks`` chunks (deterministic)."""
+    def windows(
+        self, items: Iterable[InputItem], resume: ResumeGuard | None = None, reuse: ReuseIndex | None = None
+    ) -> Iterator[list[_DocWork]]:
+        """Group items into windows of about ``window_chunks`` chunks (deterministic).
+
+        ``resume`` checks each item against the run being resumed (raises ``OutputError`` on the
+        first difference, before any window holding a new document is yielded) and marks done
+        ones; ``reuse`` fills ``reused`` for documents an earlier output already holds."""
         limit = self.settings.extraction.window_chunks
         window: list[_DocWork] = []
         size = 0
@@ -171,6 +186,12 @@ class ExtractionPipeline:
             work.duplicate = item.id in seen_ids
             seen_ids.add(item.id)
             if isinstance(item, Document):
+                work.sha = text_sha256(item.text)
+            if resume is not None:
+                work.done = resume.check(item.index, item.id, work.sha)
+            if reuse is not None and not work.done:
+                work.reused = reuse.lookup(item.id, work.sha, self.plan.fingerprint)
+            if isinstance(item, Document) and work.reused is None:
                 started = time.perf_counter()
                 try:
                     work.chunks = self.prepare(item)
@@ -182,6 +203,8 @@ class ExtractionPipeline:
             if size >= limit:
                 yield window
                 window, size = [], 0
+        if resume is not None:
+            resume.finish()
         if window:
             yield window
 
@@ -191,13 +214,17 @@ class ExtractionPipeline:
         items: Iterable[InputItem],
         sink: Callable[[list[dict[str, Any]]], None],
         *,
-        done: Mapping[int, str] | None = None,
+        resume: ResumeGuard | None = None,
+        reuse: ReuseIndex | None = None,
         documents_total: int | None = None,
     ) -> RunSummary:
-        """Process every item; ``sink`` receives each window's records in input order."""
+        """Process every item; ``sink`` receives each window's records in input order.
+
+        ``resume`` (from the output writer's scan) skips the documents already written and raises
+        ``OutputError`` when the inputs or settings differ from the run being resumed; ``reuse``
+        copies records of earlier outputs instead of extracting those documents again."""
         if self.client is None:
             raise TypeError("this pipeline has no client: it can prepare prompts but not run")
-        done = done or {}
         started = time.perf_counter()
         self.emit(
             RunStarted(
@@ -205,21 +232,21 @@ class ExtractionPipeline:
                 self.plan.model.name,
                 self.client.client_type.value,
                 self.plan.tokenizer.exact,
-                len(done),
+                len(resume.done) if resume is not None else 0,
             )
         )
-        windows = self.windows(items)
+        windows = self.windows(items, resume, reuse)
         for number in range(1 << 62):
             # Tokenizing runs off the event loop (a remote tokenizer makes HTTP calls).
             window = await asyncio.to_thread(next, windows, None)
             if window is None:
                 break
-            todo = [w for w in window if done.get(w.item.index) != w.item.id]
+            todo = [w for w in window if not w.done]
             self.summary.skipped_done += len(window) - len(todo)
             if not todo:
                 continue
             records = await self._process_window(number, window)
-            out = [r for w, r in zip(window, records, strict=True) if done.get(w.item.index) != w.item.id]
+            out = [r for w, r in zip(window, records, strict=True) if not w.done]
             sink(out)
             for record in out:
                 self._count(record)
@@ -241,6 +268,8 @@ class ExtractionPipeline:
             s.errors_by_kind[record["error"]["kind"]] += 1
         if record.get("duplicate_id"):
             s.duplicate_ids += 1
+        if record.get("reused"):
+            s.reused += 1
         s.entities += len(record.get("entities", ()))
         s.chunks += record.get("chunks", 0)
         s.truncated_chunks += len(record.get("truncated_chunks", ()))
@@ -319,11 +348,32 @@ class ExtractionPipeline:
         self.emit(BatchDone(len(requests), prompt, completion, seconds, retry))
         return responses
 
+    def _converted_text(self, item: Document, sha: str) -> dict[str, Any]:
+        """What a converted document's record carries so its offsets can be read: the text itself,
+        or with ``texts_dir`` the path of a stored copy named by its hash; and the page spans."""
+        out: dict[str, Any] = {}
+        if self.texts_dir is None:
+            out["text"] = item.text
+        else:
+            path = self.texts_dir / f"{sha}.txt"
+            if not path.exists():
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(item.text, encoding="utf-8", errors="surrogateescape")
+                tmp.replace(path)
+            out["text_path"] = str(path)
+        if item.pages is not None:
+            out["pages"] = [list(span) for span in item.pages]
+        return out
+
     def _record(self, work: _DocWork, results: list[tuple[PreparedChunk, VLLMResponse]]) -> dict[str, Any]:
         item = work.item
+        if work.reused is not None:
+            assert isinstance(item, Document)
+            extra = {"line": item.line, "duplicate_id": True if work.duplicate else None}
+            return work.reused | {"index": item.index, "source": item.source, "metadata": item.metadata} | extra
         record: dict[str, Any] = {"id": item.id, "index": item.index, "source": item.source}
-        if isinstance(item, Document):
-            record["text_sha256"] = text_sha256(item.text)
+        if work.sha is not None:
+            record["text_sha256"] = work.sha
         record["fingerprint"] = self.plan.fingerprint
         if item.line is not None:
             record["line"] = item.line
@@ -357,9 +407,17 @@ class ExtractionPipeline:
         alignment = align_document(item.text, parsed, keep_ungrounded=ext.keep_ungrounded, mentions=mentions)
         entities = alignment.entities
         ungrounded = alignment.ungrounded
+        entity_dicts = [e.to_dict() for e in entities]
+        if item.converted:
+            record |= self._converted_text(item, work.sha or text_sha256(item.text))
+        if item.pages:
+            for entity in entity_dicts:
+                page = page_of(entity["start"], item.pages) if entity.get("grounded", True) else None
+                if page is not None:
+                    entity["page"] = page
         record |= {
             "status": "ok",
-            "entities": [e.to_dict() for e in entities],
+            "entities": entity_dicts,
             "chunks": len(results),
             "usage": usage,
             "ungrounded": ungrounded,

@@ -245,11 +245,17 @@ def build_plan(
 
 
 def fingerprint(plan: RunPlan) -> str:
-    """A short hash (16 hex digits) of everything that changes a run's result: model identity
+    """A short hash (16 hex digits) of ``fingerprint_parts``: two runs with the same fingerprint over
+    the same text produce the same records (given the same batches)."""
+    return hashlib.sha256(orjson.dumps(fingerprint_parts(plan), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
+    """Everything that changes a run's result, as the dict ``fingerprint`` hashes: model identity
     (resolved path or name, revision, and a hash of its config and tokenizer files), decoding
     mode, instruction and schema text, entity types, chunk size and overlap, completion budget,
-    the alignment options and the vllm-extract version. Two runs with the same fingerprint over the
-    same text produce the same records (given the same batches)."""
+    the alignment options and the vllm-extract version. Saved beside the output so a refused resume
+    can name the setting that changed."""
     from . import __version__
 
     ext = plan.extraction
@@ -271,7 +277,7 @@ def fingerprint(plan: RunPlan) -> str:
         "mentions": ext.mentions,
         "version": __version__,
     }
-    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    return parts
 
 
 def _model_files_hash(model: ResolvedModel) -> str | None:

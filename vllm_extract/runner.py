@@ -8,20 +8,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .clients.base import VLLMClientInterface, VLLMClientType
-from .clients.factory import BACKENDS
+from .clients.factory import BACKENDS, VLLMClientFactory
 from .config import Settings
 from .events import MemorySample, Subscriber
-from .exceptions import BudgetError, ConfigurationError, ConnectionError, ContextOverflowError, GPUMonitorError
-from .output import OutputWriter
+from .exceptions import (
+    BudgetError,
+    ConfigurationError,
+    ConnectionError,
+    ContextOverflowError,
+    GPUMonitorError,
+    OutputError,
+)
+from .output import OutputWriter, ResumeGuard, ReuseIndex
 from .output.report import write_metrics, write_report
 from .pipeline import ExtractionPipeline, RunSummary
-from .plan import ResolvedModel, RunPlan, build_plan, resolve_model
+from .plan import ResolvedModel, RunPlan, build_plan, fingerprint_parts, resolve_model
 from .readers import BadInput, Document, SkippedFile, count_documents, iter_documents
 
 __all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
@@ -34,6 +41,9 @@ class RunOptions:
     """How a job runs (besides Settings): backend, output handling, reports, hooks.
 
     ``engine_log`` is where the CLI sent the engine's own output (named in the report).
+    ``reuse``: earlier outputs whose records are copied when id, text hash and fingerprint match.
+    ``texts_dir``: converted documents' texts are stored there (``<text_sha256>.txt``) and records
+    carry ``text_path`` instead of ``text``.
     """
 
     backend: str = "auto"
@@ -49,6 +59,8 @@ class RunOptions:
     stop_event: threading.Event = field(default_factory=threading.Event)
     stdin: IO[bytes] | None = None
     engine_log: Path | None = None
+    reuse: Sequence[Path] = ()
+    texts_dir: Path | None = None
 
 
 @dataclass
@@ -99,26 +111,41 @@ def plan_for_client(settings: Settings, client: VLLMClientInterface, model: Reso
     return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=direct)
 
 
-async def open_run(settings: Settings, options: RunOptions) -> tuple[RunPlan, VLLMClientInterface]:
+async def open_run(
+    settings: Settings, options: RunOptions, *, on_plan: Callable[[RunPlan], None] | None = None
+) -> tuple[RunPlan, VLLMClientInterface]:
     """Resolve the model, build the plan, run the GPU pre-flight, then connect a client.
 
+    ``on_plan`` is called with the plan as soon as it exists: for a local model before the engine
+    loads (a resume that would mix runs is refused there), for a server once it answered.
     ``auto`` tries the in-process engine and falls back to the configured servers (logging why)
     when the model cannot be resolved or loaded, vLLM is missing, or the pre-flight fails. Raises
     what the chosen path raises (``ConfigurationError``, ``GPUMemoryError``,
-    ``ModelNotLoadedError``, ``ConnectionError``).
+    ``ModelNotLoadedError``, ``ConnectionError``) and what ``on_plan`` raises.
     """
-    from .clients.factory import VLLMClientFactory
+    notify = on_plan or (lambda plan: None)
+
+    async def over_http() -> tuple[RunPlan, VLLMClientInterface]:
+        client = await VLLMClientFactory.create_http_client(settings.vllm)
+        try:
+            plan = plan_for_client(settings, client)
+            notify(plan)
+        except BaseException:
+            await client.close()
+            raise
+        return plan, client
 
     backend = options.backend
     if backend not in BACKENDS:
         raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
     if backend == "http":
-        client = await VLLMClientFactory.create_http_client(settings.vllm)
-        return plan_for_client(settings, client), client
+        return await over_http()
     servers = settings.vllm.server_urls()
     try:
         model = resolve_model(settings.vllm.model)
         plan = plan_for_local_model(settings, model) if model.local else None
+        if plan is not None:
+            notify(plan)
         if not options.skip_gpu_check:
             from .clients.direct import platform_is_cpu
             from .gpu import preflight
@@ -128,8 +155,8 @@ async def open_run(settings: Settings, options: RunOptions) -> tuple[RunPlan, VL
         context = plan.max_model_len if plan else settings.vllm.max_model_len
         config = plan.vllm if plan else settings.vllm
         client = await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
-    except BudgetError:
-        raise  # the same budgets would not fit a server either
+    except (BudgetError, OutputError):
+        raise  # the same budgets would not fit a server either; a refused resume is refused
     except Exception as exc:
         if backend == "direct" or not servers:
             if backend == "auto" and not isinstance(exc, ConfigurationError | GPUMonitorError):
@@ -139,9 +166,15 @@ async def open_run(settings: Settings, options: RunOptions) -> tuple[RunPlan, VL
                 ) from exc
             raise
         logger.warning("falling back to HTTP (%s): direct client unavailable: %s", servers[0], exc)
-        client = await VLLMClientFactory.create_http_client(settings.vllm)
-        return plan_for_client(settings, client), client
-    return plan or plan_for_client(settings, client, model), client
+        return await over_http()
+    if plan is None:  # a hub model vLLM downloaded: its tokenizer is the engine's
+        try:
+            plan = plan_for_client(settings, client, model)
+            notify(plan)
+        except BaseException:
+            await client.close()
+            raise
+    return plan, client
 
 
 async def run_job(
@@ -166,15 +199,38 @@ async def run_job(
     ) as writer:
         items = _items(inputs, settings, options.stdin)
         total = count_documents(inputs, globs=settings.extraction.globs) if "-" not in inputs else None
+        checked: dict[str, Any] = {}
+
+        def check(plan: RunPlan) -> None:
+            # Before anything is generated (before the engine loads, for a local model): refuse a
+            # resume that would mix runs, open the reuse sources, save the settings in force.
+            parts = fingerprint_parts(plan)
+            checked["guard"] = ResumeGuard(
+                writer.done, plan.fingerprint, settings=parts, previous_settings=writer.previous_settings, out=out
+            )
+            reuse = ReuseIndex.load(options.reuse, fingerprint=plan.fingerprint, out=out) if options.reuse else None
+            checked["reuse"] = reuse
+            writer.save_settings(plan.fingerprint, parts)
+
         own_client = client is None
         if client is None:
-            plan, active = await open_run(settings, options)
+            plan, active = await open_run(settings, options, on_plan=check)
         else:
             plan, active = plan_for_client(settings, client), client
+            check(plan)
+        guard, reuse = checked["guard"], checked["reuse"]
         sampler = _start_sampler(active, plan.settings, options)
         try:
-            pipeline = ExtractionPipeline(active, plan, subscribers=options.subscribers, stop_event=options.stop_event)
-            summary = await pipeline.run(items, writer.write, done=writer.done, documents_total=total)
+            if options.texts_dir is not None:
+                options.texts_dir.mkdir(parents=True, exist_ok=True)
+            pipeline = ExtractionPipeline(
+                active,
+                plan,
+                subscribers=options.subscribers,
+                stop_event=options.stop_event,
+                texts_dir=options.texts_dir,
+            )
+            summary = await pipeline.run(items, writer.write, resume=guard, reuse=reuse, documents_total=total)
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -182,7 +238,8 @@ async def run_job(
             stats = active.get_stats()
             if own_client:
                 await active.close()
-    exit_code = 1 if summary.errors else 0
+    # Every error record in the file counts, the kept ones of a resumed run too.
+    exit_code = 1 if writer.errors_in_file else 0
     report = build_report(summary, stats, plan, options, inputs, out, started, active)
     if options.report_path:
         write_report(options.report_path, report)

@@ -71,6 +71,17 @@ def run(
     keep_ungrounded: Annotated[bool, typer.Option(help="Keep entities not found in the text.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an earlier run into the same --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    reuse: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reuse",
+            help="Earlier output (repeatable): copy its records whose id, text and settings match; extract the rest.",
+        ),
+    ] = None,
+    texts: Annotated[
+        Path | None,
+        typer.Option("--texts", help="Store converted texts (PDF, DOCX, HTML) here by hash, not in each record."),
+    ] = None,
     errors: Annotated[Path | None, typer.Option("--errors", help="Also copy error records here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write a JSON run report here.")] = None,
     metrics_file: Annotated[Path | None, typer.Option(help="Write Prometheus metrics here (.prom).")] = None,
@@ -123,6 +134,8 @@ def run(
             wait_for_gpu=wait_for_gpu,
             stop_event=stop,
             engine_log=engine_log,
+            reuse=list(reuse or ()),
+            texts_dir=texts,
         )
         with engine_output_to(engine_log) as terminal:
             display = RunDisplay(terminal, quiet=quiet, log_interval=log_interval)

@@ -1,9 +1,24 @@
 """The output file: one JSONL record per input document, in input order, durable and resumable.
 
 ``OutputWriter`` holds a lock beside the file (``OUT.lock``) for the whole run, writes each
-window's records with one write, then flushes and fsyncs. ``resume=True`` reads what an earlier run
-left, cuts a torn last line, and reports which input positions are already done. Without resume an
-existing non-empty output is never overwritten unless ``overwrite=True``.
+window's records with one write, then flushes and fsyncs. Every record is validated against the
+record contract (``records.Record``) and written in its canonical form.
+
+One record never takes others with it: a str JSON cannot carry (lone surrogates, from a file name
+that is not UTF-8 decoded with ``surrogateescape``) is written escaped, the way readers name such
+files (each undecodable byte as ``\\xNN``, ``memo_\\xff.txt``; any other lone surrogate as
+``\\udXXX``) with a warning in the record's ``warnings``; a record that still breaks the contract is
+replaced by an ``internal`` error record for the same id and index, and the run goes on.
+
+``resume=True`` reads what an earlier run left. Only an unterminated last line is torn (a write
+cut by a kill): it is cut. Any bad *complete* line (not JSON, not a valid record, or not the record
+of the next input position) means the file is damaged or mixes runs: ``open`` raises
+``OutputError`` naming the line and leaves the file untouched, byte for byte. What was done is in
+``done`` (index -> ``DoneRecord``), ``done_errors`` counts its error records, and
+``previous_settings`` holds the settings saved by that run (``OUT.run.json``), if any; check them
+against the current run with ``resume.ResumeGuard`` before generating anything.
+
+Without resume an existing non-empty output is never overwritten unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -12,21 +27,29 @@ import errno
 import fcntl
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
 from ..exceptions import LockHeldError, OutputError
+from .records import ErrorKind, Record, RecordError, UnencodableRecordError, parse_record
+from .resume import DoneRecord, read_run_settings, write_run_settings
 
-__all__ = ["OutputWriter", "read_records"]
+__all__ = ["OutputWriter", "escape_unencodable", "read_records"]
 
 logger = logging.getLogger(__name__)
 
 
 class OutputWriter:
-    """Writes records to ``path``; use as a context manager."""
+    """Writes records to ``path``; use as a context manager.
+
+    After ``open``: ``done`` (index -> ``DoneRecord``, resume only), ``done_errors`` (error records
+    among them), ``previous_settings``. While writing: ``records_written``, ``errors_written``,
+    ``replaced`` (records written as ``internal`` errors), ``escaped`` (records written escaped).
+    ``errors_in_file`` = ``done_errors + errors_written``: the run exits 1 when it is not 0.
+    Raises ``OutputError`` (exit 2) when the file cannot be opened, would be overwritten, or is
+    damaged (resume), and ``LockHeldError`` (exit 4) when another live run holds it.
+    """
 
     def __init__(
         self,
@@ -41,9 +64,15 @@ class OutputWriter:
         self.resume = resume
         self.overwrite = overwrite
         self.errors_path = Path(errors_path) if errors_path else None
-        self.done: dict[int, str] = {}
+        self.done: dict[int, DoneRecord] = {}
+        self.done_errors = 0
+        self.previous_settings: dict[str, Any] | None = None
         self.repaired_bytes = 0
         self.records_written = 0
+        self.errors_written = 0
+        self.replaced = 0
+        self.escaped = 0
+        self._fingerprint: str | None = None
         self._lock_fd: int | None = None
         self._out: IO[bytes] | None = None
         self._errors: IO[bytes] | None = None
@@ -71,6 +100,8 @@ class OutputWriter:
                 )
             if self.resume and exists:
                 self._scan_existing()
+                saved = read_run_settings(self.path)
+                self.previous_settings = saved[1] if saved else None
             mode = "ab" if self.resume else "wb"
             self._out = open(self.path, mode)  # noqa: SIM115 - closed in close()
             if self.errors_path is not None:
@@ -110,24 +141,36 @@ class OutputWriter:
         os.close(self._lock_fd)
         self._lock_fd = None
 
+    @property
+    def errors_in_file(self) -> int:
+        """Error records in the output once this run's writes are in: kept ones plus written ones."""
+        return self.done_errors + self.errors_written
+
     def _scan_existing(self) -> None:
-        """Collect finished input positions; cut a torn or unparseable tail."""
+        """Collect the records already written; cut a torn last line; refuse a damaged file.
+
+        Reads the file without changing it until the whole file has been checked: a damaged
+        file is left byte for byte as it was.
+        """
         good_end = 0
+        done: dict[int, DoneRecord] = {}
+        errors = 0
         with open(self.path, "rb") as stream:
-            offset = 0
-            for line in stream:
-                end = offset + len(line)
+            for number, line in enumerate(stream, 1):
                 if not line.endswith(b"\n"):
-                    break
+                    break  # only the last line can lack its newline: a torn write
                 try:
-                    record = orjson.loads(line)
-                    index = int(record["index"])
-                    doc_id = str(record["id"])
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    break
-                self.done.setdefault(index, doc_id)
-                good_end = end
-                offset = end
+                    record = parse_record(line, number=number)
+                except RecordError as exc:
+                    raise self._damaged(number, exc.message) from exc
+                if record.index != number - 1:
+                    raise self._damaged(
+                        number, f"it holds index {record.index}, expected {number - 1} (one record per input, in order)"
+                    )
+                done[record.index] = DoneRecord.of(record, number)
+                errors += record.status == "error"
+                good_end += len(line)
+        self.done, self.done_errors = done, errors
         size = self.path.stat().st_size
         if good_end < size:
             self.repaired_bytes = size - good_end
@@ -137,24 +180,94 @@ class OutputWriter:
                 stream.flush()
                 os.fsync(stream.fileno())
 
-    def write(self, records: Iterable[dict[str, Any]]) -> None:
-        """Append records (one line each), then flush and fsync: durable once this returns."""
+    def _damaged(self, number: int, why: str) -> OutputError:
+        return OutputError(
+            f"{self.path} is damaged at line {number}: {why.removeprefix(f'line {number}: ')}; "
+            "--resume only cuts an unterminated last line and leaves a damaged output as it is",
+            hint=f"inspect line {number}; rerun with --overwrite, or write to a new --out and pass --reuse {self.path}",
+        )
+
+    def save_settings(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
+        """Save the run's fingerprint and settings beside the output (``OUT.run.json``) so a later
+        ``--resume`` can name a changed setting. Call once the settings are known and checked,
+        before the first ``write``. A resumed run keeps the file of the run it resumes."""
+        if self.resume and self.done and self.previous_settings is not None:
+            return
+        write_run_settings(self.path, fingerprint, settings)
+
+    def write(self, records: Iterable[Mapping[str, Any] | Record]) -> None:
+        """Append records (one line each, canonical form), then flush and fsync: durable once this
+        returns. Never raises for one bad record (see the module docstring); raises
+        ``OutputError`` when the output is not open, and ``OSError`` when the disk fails."""
         if self._out is None:
             raise OutputError("the output is not open", hint="use OutputWriter as a context manager")
-        records = list(records)
-        lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records]
-        if not lines:
+        base = len(self.done) + self.records_written
+        models = [self._validated(r, base + i) for i, r in enumerate(records)]
+        if not models:
             return
+        lines = [m.to_json_bytes() + b"\n" for m in models]
         self._out.write(b"".join(lines))
         self._out.flush()
         os.fsync(self._out.fileno())
         self.records_written += len(lines)
-        if self._errors is not None:
-            errors = [line for line, r in zip(lines, records, strict=True) if r.get("status") == "error"]
-            if errors:
-                self._errors.write(b"".join(errors))
-                self._errors.flush()
-                os.fsync(self._errors.fileno())
+        errors = [line for line, m in zip(lines, models, strict=True) if m.status == "error"]
+        self.errors_written += len(errors)
+        if self._errors is not None and errors:
+            self._errors.write(b"".join(errors))
+            self._errors.flush()
+            os.fsync(self._errors.fileno())
+
+    def _validated(self, record: Mapping[str, Any] | Record, position: int) -> Record:
+        """The record as a valid, encodable ``Record``: as given, escaped, or an ``internal`` error.
+        ``position`` is the 0-based line it will be written on."""
+        data = record.to_dict() if isinstance(record, Record) else record
+        try:
+            model = Record.from_dict(data)
+        except UnencodableRecordError:
+            escaped, fields = escape_unencodable(data)
+            try:
+                model = Record.from_dict(_with_warning(escaped, fields))
+            except RecordError as exc:
+                return self._replacement(data, exc.message, position)
+            self.escaped += 1
+            logger.warning("record %r: wrote %s escaped (not valid UTF-8)", model.id, ", ".join(fields))
+        except RecordError as exc:
+            return self._replacement(data, exc.message, position)
+        self._fingerprint = model.fingerprint
+        if model.index != position:
+            # Written anyway (nothing is lost), but --resume will refuse this file: a pipeline bug.
+            logger.error("record %r has index %d but is written on line %d", model.id, model.index, position + 1)
+        return model
+
+    def _replacement(self, data: Mapping[str, Any], why: str, position: int) -> Record:
+        """An ``internal`` error record standing in for a record that breaks the contract."""
+        self.replaced += 1
+        index = data.get("index")
+        fingerprint = data.get("fingerprint")
+        sha = data.get("text_sha256")
+        line = data.get("line")
+        doc_id = _escape(str(data.get("id", f"#{position}")))
+        logger.error("record %r breaks the record contract and is written as an internal error: %s", doc_id, why)
+        replacement: dict[str, Any] = {
+            "id": doc_id,
+            "index": index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position,
+            "source": _escape(str(data.get("source", ""))),
+            "line": line if isinstance(line, int) and not isinstance(line, bool) and line > 0 else None,
+            "text_sha256": sha if isinstance(sha, str) else None,
+            "fingerprint": fingerprint if isinstance(fingerprint, str) else self._fingerprint or "0" * 16,
+            "status": "error",
+            "error": {
+                "kind": ErrorKind.INTERNAL.value,
+                "message": f"this record could not be written as the record contract requires ({why[:500]}); "
+                "this is a bug in vllm-extract: please report it",
+            },
+        }
+        try:
+            return Record.from_dict(replacement)
+        except RecordError:  # a mangled sha256/fingerprint: drop what is not valid
+            replacement["text_sha256"] = None
+            replacement["fingerprint"] = self._fingerprint or "0" * 16
+            return Record.from_dict(replacement)
 
     def close(self) -> None:
         for stream in (self._out, self._errors):
@@ -173,11 +286,65 @@ def _read_pid(fd: int) -> int | None:
 
 
 def read_records(path: Path | str) -> list[dict[str, Any]]:
-    """All complete records of an output file (a torn last line is ignored)."""
+    """All complete records of an output (or errors) file, each validated against the record
+    contract, as parsed JSON objects (a torn last line is ignored).
+
+    Raises ``RecordError`` (an ``OutputError``) naming the line when one is not a valid record.
+    """
     out: list[dict[str, Any]] = []
     with open(path, "rb") as stream:
-        for line in stream:
+        for number, line in enumerate(stream, 1):
             if not line.endswith(b"\n"):
                 break
-            out.append(orjson.loads(line))
+            try:
+                record = parse_record(line, number=number)
+            except RecordError as exc:
+                raise RecordError(f"{path} {exc.message}", line=number) from exc
+            out.append(record.to_dict())
     return out
+
+
+def escape_unencodable(value: Any) -> tuple[Any, list[str]]:
+    """``value`` (a record, or any JSON-like value) with every str that UTF-8 cannot carry escaped
+    (see ``_escape``), and the top-level fields that changed. Keys are escaped too."""
+    changed: list[str] = []
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            new_key = _escape(key) if isinstance(key, str) else key
+            new_item = _escape_deep(item)
+            if new_key != key or new_item != item:
+                changed.append(str(new_key))
+            out[new_key] = new_item
+        return out, changed
+    return _escape_deep(value), changed
+
+
+def _escape_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, Mapping):
+        return {(_escape(k) if isinstance(k, str) else k): _escape_deep(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_deep(v) for v in value]
+    return value
+
+
+def _escape(text: str) -> str:
+    """``text`` if UTF-8 can carry it; else undecodable bytes (``surrogateescape``) as ``\\xNN``,
+    as ``readers.display_name`` names files, and other lone surrogates as ``\\udXXX``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _with_warning(data: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    note = f"{', '.join(fields)}: not valid UTF-8; undecodable bytes written as \\xNN escapes"
+    warnings = data.get("warnings")
+    return data | {"warnings": [*(warnings if isinstance(warnings, list) else []), note]}
