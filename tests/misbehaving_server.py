@@ -30,7 +30,7 @@ from typing import Any
 
 __all__ = ["FAULT_KINDS", "MisbehavingServer", "first_capitalized"]
 
-FAULT_KINDS = ("503", "429", "drop", "slow", "400", "overflow", "ok")
+FAULT_KINDS = ("503", "429", "drop", "slow", "400", "overflow", "bad_usage", "ok")
 _CAPITALIZED = re.compile(r"\b[A-Z][A-Za-z]*")
 
 
@@ -58,6 +58,7 @@ class MisbehavingServer:
         self.tokenize = tokenize
         self.healthy = healthy
         self.always: str | None = None
+        self.refuse_grammars = False  # answer 400 to any request whose structured_outputs has a grammar
         self.plan: dict[str, list[str]] = {}
         self.seen: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
@@ -232,6 +233,9 @@ def _make_handler(server: MisbehavingServer) -> type[BaseHTTPRequestHandler]:
                 return
             prompt = _last_user_message(body)
             kind = server._fault_for(prompt, body)
+            if server.refuse_grammars and "grammar" in (body.get("structured_outputs") or {}):
+                self._send(400, _error("structured_outputs.grammar is not supported", "BadRequestError", 400))
+                return
             if kind == "503":
                 self._send(503, _error("engine overloaded", "ServiceUnavailable", 503))
             elif kind == "429":
@@ -247,6 +251,8 @@ def _make_handler(server: MisbehavingServer) -> type[BaseHTTPRequestHandler]:
                     "Please reduce the length of the input prompt."
                 )
                 self._send(400, _error(message, "BadRequestError", 400))
+            elif kind == "bad_usage":
+                self._send(200, server.completion(body, prompt) | {"usage": "x"})
             else:
                 if kind == "slow":
                     time.sleep(server.slow_seconds)

@@ -38,6 +38,14 @@ def test_gpu_status_without_driver_exits_3_with_one_line(monkeypatch):
     assert result.returncode == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "driver" in lines[0] and "Traceback" not in result.stderr
+    # Issue 13: with --json the answer is one JSON document on stdout, the error in it; still exit 3.
+    as_json = subprocess.run(
+        [sys.executable, "-m", "vllm_extract.cli", "gpu-status", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert as_json.returncode == 3
+    document = orjson.loads(as_json.stdout)
+    assert document["gpus"] == [] and document["error"]["kind"] == "GPUMonitorError"
+    assert "driver" in document["error"]["message"]
 
 
 def gpu_driver_present() -> bool:
@@ -78,7 +86,7 @@ def test_gpu_status_table_and_json_with_fake_devices(monkeypatch):
     assert table.output.count("NVIDIA A40") == 2 and "98.5%" in table.output
     as_json = runner.invoke(app, ["gpu-status", "--json"])
     assert as_json.exit_code == 0
-    data = orjson.loads(as_json.stdout)
+    data = orjson.loads(as_json.stdout)["gpus"]
     assert [d["gpu_id"] for d in data] == [0, 1]
     assert data[0]["memory_used_gb"] == 45.3 and data[1]["memory_free_gb"] == 44.0
 

@@ -296,3 +296,26 @@ def test_tiny_model_gets_small_budgets_unless_set(tmp_path: Path) -> None:
     assert chosen.vllm.max_completion_tokens == 64
     real = load_settings(env={}, overrides={"model": "Qwen/Qwen3-4B-Instruct-2507"}, cwd=tmp_path)
     assert real.vllm.max_completion_tokens == 4096 and real.extraction.chunk_tokens == 12000
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("base_url = 8000", "expected str, got int 8000"),  # issue 13: was a Python traceback (rstrip)
+        ("servers = 5", "expected a list of strings, got int 5"),
+        ('servers = ["http://127.0.0.1:8000", 3]', "expected a list of strings"),
+        ('globs = "*.txt"', None),  # a string is still the comma-separated form
+        ("kv_cache_memory_bytes = true", "expected a number, got a boolean"),
+        ('enforce_eager = "sometimes"', "expected true/false"),
+        ("api_key = 12", "expected str, got int 12"),
+    ],
+)
+def test_config_file_values_are_type_checked(tmp_path, toml, expected):
+    cfg = tmp_path / "vllm-extract.toml"
+    cfg.write_text(toml + "\n")
+    if expected is None:
+        load_settings(cfg, env={})
+        return
+    with pytest.raises(ConfigurationError, match=expected) as info:
+        load_settings(cfg, env={})
+    assert str(cfg) in str(info.value)

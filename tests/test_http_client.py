@@ -169,6 +169,36 @@ def test_400_is_not_retried(misbehaving_server: Factory) -> None:
     assert server.chat_requests == 1 and client.stats.retries == 0
 
 
+def test_malformed_usage_keeps_the_completion(misbehaving_server: Factory) -> None:
+    """Issue 13: a 200 whose usage block is "x" lost a good completion as an internal error."""
+    server = misbehaving_server()
+    server.always = "bad_usage"
+    (response,) = run(generate(make_client(server.url), requests_for(["Grace"])))
+    assert response.success and entity_text(response) == "Grace"
+    assert (response.prompt_tokens, response.completion_tokens) == (0, 0)
+
+
+def test_server_refusing_grammars_gets_the_schema_with_one_warning(
+    misbehaving_server: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12: grounded decoding sends the grammar; a server that refuses it is sent the JSON
+    schema for the rest of the run, with one warning naming the server, not one per request."""
+    server = misbehaving_server()
+    server.refuse_grammars = True
+    schema = {"type": "object"}
+    reqs = requests_for(names(6), grammar='start: "x"', json_schema=schema)
+    client = make_client(server.url, concurrency=1)
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.clients.http"):
+        responses = run(generate(client, reqs))
+    assert all(r.success for r in responses)
+    warnings = [r.getMessage() for r in caplog.records if "refused grounded decoding" in r.getMessage()]
+    assert len(warnings) == 1 and server.url in warnings[0]
+    sent = [b["structured_outputs"] for b in server.bodies]
+    assert sent[0] == {"grammar": 'start: "x"'}  # refused once
+    assert sent[1:] == [{"json": schema, "disable_any_whitespace": True}] * 6
+    assert client.stats.retries == 0
+
+
 def test_context_overflow_400(misbehaving_server: Factory) -> None:
     server = misbehaving_server()
     server.always = "overflow"

@@ -78,6 +78,9 @@ class VLLMConfig:
     max_completion_tokens: int = 4096
     gpu_memory_utilization: float = 0.85
     tensor_parallel_size: int = 1
+    # Engine replicas, each on tensor_parallel_size GPUs. vLLM 0.32's offline LLM refuses
+    # data_parallel_size > 1 in one process, so more than 1 runs that many replicas on Ray.
+    data_parallel_size: int = 1
     seed: int = ENFORCED_SEED
     default_temperature: float = ENFORCED_TEMPERATURE
     enable_prefix_caching: bool = True
@@ -116,6 +119,7 @@ class VLLMConfig:
             "max_prompt_tokens",
             "max_completion_tokens",
             "tensor_parallel_size",
+            "data_parallel_size",
             "max_num_seqs",
             "max_num_batched_tokens",
             "concurrency",
@@ -264,15 +268,18 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
                 items = [part.strip() for part in raw.split(",") if part.strip()]
                 return tuple(items) if "tuple" in hint else items
             return raw
-        if isinstance(raw, list) and "tuple" in hint:
-            return tuple(raw)
-        if isinstance(raw, bool) and ("int" in hint or "float" in hint) and "bool" not in hint:
+        base = hint.replace(" | None", "")  # TOML has no null: an optional field takes its base type
+        if base.startswith(("list[", "tuple[")):
+            if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+                raise ValueError(f"expected a list of strings, got {type(raw).__name__} {raw!r}")
+            return tuple(raw) if base.startswith("tuple") else list(raw)
+        if isinstance(raw, bool) and base in ("int", "float"):
             raise ValueError("expected a number, got a boolean")
-        simple: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
-        expected = bool if hint == "bool" else simple.get(hint)
+        simple: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
+        expected = simple.get(base)
         if expected is not None and not isinstance(raw, expected):
-            raise ValueError(f"expected {hint}, got {type(raw).__name__} {raw!r}")
-        if isinstance(raw, int) and hint.startswith("float"):
+            raise ValueError(f"expected {base}, got {type(raw).__name__} {raw!r}")
+        if isinstance(raw, int) and base == "float":
             return float(raw)
         return raw
     except (TypeError, ValueError) as exc:

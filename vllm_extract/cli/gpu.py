@@ -21,10 +21,10 @@ def gpu_status(
     """Show every GPU: memory, utilization, temperature, power, processes.
 
     Exit 0 when GPUs are readable; 3 with a one-line reason when there is no GPU or driver.
+    With --json the answer is always one JSON document on stdout: {"gpus": [...]} or, when the
+    GPUs cannot be read, {"gpus": [], "error": {"kind": ..., "message": ...}} (exit code as above).
     Example: vllm-extract gpu-status --json
     """
-    import orjson
-
     from ..gpu import GPUMonitor
     from ..progress import render_gpu_table
 
@@ -32,7 +32,7 @@ def gpu_status(
         monitor = GPUMonitor()
         stats = monitor.get_all_stats()
         if as_json:
-            sys.stdout.write(orjson.dumps([s.to_dict() for s in stats], option=orjson.OPT_INDENT_2).decode() + "\n")
+            _print_json({"gpus": [s.to_dict() for s in stats]})
             return
         out = Console()
         if watch is None:
@@ -47,4 +47,12 @@ def gpu_status(
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_OK) from None
     except VLLMClientError as exc:
+        if as_json:
+            _print_json({"gpus": [], "error": {"kind": type(exc).__name__, "message": str(exc)}})
         raise _fail(exc) from None
+
+
+def _print_json(document: dict[str, object]) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
