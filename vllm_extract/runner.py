@@ -99,16 +99,20 @@ def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None)
 def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
     """The plan for a connected client: its context, and the local tokenizer when the model folder
     is here (else the client's: the engine's, or the server's ``/tokenize``)."""
-    from .tokens import load_tokenizer
+    from .tokens import HFTokenizer, load_tokenizer
 
-    direct = client.client_type is VLLMClientType.DIRECT_API
     if model is None:
         name = str(getattr(client, "model_path", None) or settings.vllm.model)
         model = resolve_model(name, required=False)
     tokenizer = load_tokenizer(model.path) if model.local else None
     if tokenizer is None or not tokenizer.exact:
         tokenizer = client.get_tokenizer()
-    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=direct)
+    # Token ids whenever this process has the model's own tokenizer: the in-process engine takes
+    # them, and a server takes them on /v1/completions (a remote /tokenize cannot encode text as
+    # data, so without a local tokenizer a server gets chat messages).
+    direct = client.client_type is VLLMClientType.DIRECT_API
+    token_ids = direct or isinstance(tokenizer, HFTokenizer)
+    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids)
 
 
 async def open_run(

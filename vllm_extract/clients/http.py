@@ -2,7 +2,8 @@
 
 One pooled ``httpx.AsyncClient`` carries every request. ``connect()`` checks ``/health`` and
 ``/v1/models`` on each configured server and discovers the served model and its context length.
-``generate_batch()`` sends chat completions with bounded concurrency, round-robin over healthy
+``generate_batch()`` sends chat completions (or, for requests that carry the prompt's token ids,
+completions of those ids) with bounded concurrency, round-robin over healthy
 servers, retrying transient faults (connection errors, timeouts, dropped connections, 429, 5xx)
 with exponential backoff and full jitter. A bad request never raises: its response carries
 ``error`` and ``error_kind`` (``http_4xx``, ``context_overflow``, ``http_retry_exhausted``,
@@ -375,9 +376,14 @@ class HTTPVLLMClient(VLLMClientInterface):
         temperature, seed, max_tokens = enforce_sampling(request, self.config)
         # vLLM rejects max_tokens >= the server's context outright; it clamps anything smaller.
         max_tokens = min(max_tokens, self.max_model_len - 1)
+        # Token ids go to /v1/completions as they are: the prompt the run counted, with document
+        # text encoded as data (a chat marker inside a document never becomes a control token).
+        prompt: dict[str, Any] = (
+            {"prompt": request.prompt_token_ids} if request.prompt_token_ids else {"messages": request.messages}
+        )
         body: dict[str, Any] = {
             "model": model,
-            "messages": request.messages,
+            **prompt,
             "max_tokens": max_tokens,
             "temperature": temperature,
             "seed": seed,
@@ -437,7 +443,7 @@ class HTTPVLLMClient(VLLMClientInterface):
         return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**retry_index))
 
     async def _attempt(self, server: _Server, body: dict[str, Any], request_id: str) -> VLLMResponse:
-        url = server.url + "/v1/chat/completions"
+        url = server.url + ("/v1/completions" if "prompt" in body else "/v1/chat/completions")
         try:
             http = await self._http().post(url, json=body, headers=self._headers(url))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -464,7 +470,7 @@ class HTTPVLLMClient(VLLMClientInterface):
         try:
             data = http.json()
             choice = data["choices"][0]
-            content = choice["message"].get("content") or ""
+            content = (choice["text"] if "prompt" in body else choice["message"].get("content")) or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise _AttemptError(
                 f"malformed completion from {server.url}: {exc!r}", retry=False, kind="bad_response"
