@@ -3,7 +3,8 @@
 
 The raw side (row 1, also alone: `bench/run_all.py --rows 1`) sends the prompts
 `ExtractionPipeline.prepare` builds, and the sampling parameters are the ones the extraction sends
-(temperature 0, seed 42, the same per-prompt `max_tokens`, JSON-schema constrained output).
+(temperature 0, seed 42, the same per-prompt `max_tokens`, the same constraint: the grounded
+grammar of each chunk, or the JSON schema in schema mode).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from vllm_extract import (  # the environment above is set first
     run_job,
 )
 from vllm_extract.pipeline import PreparedChunk
+from vllm_extract.plan import RunPlan
 
 KV_CACHE_BYTES = 2 << 30
 
@@ -77,17 +79,19 @@ class RawInputs:
     prompt_tokens: int
 
 
-def raw_inputs(pipeline: ExtractionPipeline, prepared: Sequence[PreparedChunk], max_tokens: int) -> RawInputs:
+def raw_inputs(plan: RunPlan, prepared: Sequence[PreparedChunk]) -> RawInputs:
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
+    from vllm_extract.extract.grammar import build_grounded_grammar
+
+    def constraint(p: PreparedChunk) -> Any:
+        if plan.decoding == "grounded":
+            return StructuredOutputsParams(grammar=build_grounded_grammar(p.chunk.text, plan.extraction))
+        return StructuredOutputsParams(json=plan.schema, disable_any_whitespace=True)
+
     params = [
-        SamplingParams(
-            temperature=0.0,
-            seed=42,
-            max_tokens=pipeline.estimator.completion_budget(len(p.prompt_ids), max_tokens),
-            structured_outputs=StructuredOutputsParams(json=pipeline.schema),
-        )
+        SamplingParams(temperature=0.0, seed=42, max_tokens=p.max_tokens, structured_outputs=constraint(p))
         for p in prepared
     ]
     return RawInputs([p.messages for p in prepared], params, sum(len(p.prompt_ids) for p in prepared))
@@ -187,6 +191,16 @@ class Bench:
     docs: list[Document]
     settings: Settings
     shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plan(self) -> RunPlan:
+        """The run plan of the benchmark settings (built once; no engine)."""
+        if "plan" not in self.shared:
+            from vllm_extract.runner import plan_for_local_model
+
+            self.shared["plan"] = plan_for_local_model(self.settings)
+        plan: RunPlan = self.shared["plan"]
+        return plan
 
     @property
     def text_bytes(self) -> int:

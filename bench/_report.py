@@ -101,6 +101,7 @@ def markdown(
     total_seconds: float,
     quick: bool,
     notes: Sequence[str] = (),
+    carried: Sequence[tuple[int, str, str]] = (),
 ) -> str:
     parts = ["# vllm-extract benchmark results", ""]
     if quick:
@@ -120,7 +121,12 @@ def markdown(
     ]
     parts += [f"| {k} | {v} |" for k, v in facts.items()]
     parts += [f"| {k} | {_fmt(v)} |" for k, v in setup.items()]
-    parts += [f"| total wall time | {total_seconds / 60:.1f} min |", "", "## Results", "", table(rows), ""]
+    parts += [f"| total wall time | {total_seconds / 60:.1f} min |", "", "## Results", ""]
+    table_lines = table(rows).splitlines()
+    table_lines += [line for _, line, _ in carried]  # rows of an earlier session
+    head, body = table_lines[:2], table_lines[2:]
+    body.sort(key=lambda line: int(line.split("|")[1]))
+    parts += [*head, *body, ""]
     limits = [r for r in rows if r.get("error") or r.get("met") is False]
     if limits:
         parts += ["## What limits it", ""]
@@ -131,10 +137,38 @@ def markdown(
             parts.append(f"- **{row['row']}. {row['title']}**: {text}")
         parts.append("")
     parts += ["## Details", ""]
+    skip = ("row", "title", "result", "goal", "met", "limit", "markdown")
     for row in rows:
-        details = {k: v for k, v in row.items() if k not in ("row", "title", "result", "goal", "met", "limit")}
+        details = {k: v for k, v in row.items() if k not in skip}
         parts.append(f"- **{row['row']}. {row['title']}**: " + ", ".join(f"{k}={_fmt(v)}" for k, v in details.items()))
+    parts += [details for _, _, details in carried if details]
+    for row in rows:
+        if row.get("markdown"):
+            parts += ["", row["markdown"]]
     if notes:
         parts += ["", "## Notes", ""]
         parts += [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
+
+
+def carried_rows(results: Path, measured: set[int]) -> list[tuple[int, str, str]]:
+    """Rows of an earlier RESULTS.md that this session did not measure: ``(number, table line,
+    details line)``, the title marked with the date of the run that measured them."""
+    text = results.read_text(encoding="utf-8")
+    date = ""
+    for line in text.splitlines():
+        if line.startswith("| date (UTC) |"):
+            date = line.split("|")[2].strip().split(" ")[0]
+    out = []
+    for line in text.splitlines():
+        cells = line.split("|")
+        if len(cells) > 3 and line.startswith("| ") and cells[1].strip().isdigit():
+            number = int(cells[1])
+            if number in measured:
+                continue
+            if "(earlier run" not in cells[2]:
+                cells[2] = f" {cells[2].strip()} (earlier run, {date}) "
+            prefix = f"- **{number}. "
+            details = next((d for d in text.splitlines() if d.startswith(prefix)), "")
+            out.append((number, "|".join(cells), details))
+    return out

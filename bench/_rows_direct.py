@@ -14,10 +14,10 @@ from _common import docs_per_second as _dps
 def row1_direct_vs_raw(b: Bench, client: Any) -> Row:
     from vllm_extract import ExtractionPipeline
 
-    pipeline = ExtractionPipeline(client, b.settings)
+    pipeline = ExtractionPipeline(client, b.plan)
     prepared = common.prepare_all(pipeline, b.docs)
-    inputs = common.raw_inputs(pipeline, prepared, b.args.max_tokens)
-    text_tokens = sum(len(p.prompt_ids) - pipeline.overhead_tokens for p in prepared)
+    inputs = common.raw_inputs(b.plan, prepared)
+    text_tokens = sum(len(p.prompt_ids) - b.plan.overhead_tokens for p in prepared)
     b.shared["chars_per_token"] = sum(len(p.chunk.text) for p in prepared) / max(text_tokens, 1)
     warm = common.RawInputs(inputs.conversations[:2], inputs.params[:2], 0)
     common.run_raw(client.llm, warm)  # grammar compile and first-call costs are paid by neither side
@@ -90,7 +90,7 @@ def row7_reproducibility(b: Bench, client: Any) -> Row:
 def row5_preparation(b: Bench, client: Any) -> Row:
     from vllm_extract import ExtractionPipeline
 
-    pipeline = ExtractionPipeline(client, b.settings)
+    pipeline = ExtractionPipeline(client, b.plan)
     times = []
     for _ in range(3):
         started = time.perf_counter()

@@ -11,6 +11,13 @@ Rows (each a function returning a dict):
   5 token counting + chunking throughput (MB/s) and its share of the run              goal < 2%
   6 peak RSS of the `vllm-extract` CLI process (HTTP backend) at 1x and 10x corpus   goal < 10% growth
   7 reproducibility: the same job three times, byte-identical entity lists          goal 100%
+  8 quality on the hand-labelled examples/gold/: strict/partial F1 per extraction option
+  9 grounded decoding's grammar: build + compile per chunk, share of the run          goal < 2%
+ 10 incremental rerun (--reuse) with 1% of 100 documents changed vs a full run
+ 11 reading a 200-page PDF: pages/s and share of the run over it
+
+Rows not run in a session (`--rows`) are carried over from the previous bench/RESULTS.md, marked
+with the date of the run that measured them.
 
 Engines run one at a time: first one in-process `vllm.LLM` (rows 1, 7, 5; bench/_rows_direct.py),
 closed before one local vLLM server starts (rows 2, 3, 4, 6; bench/_rows_server.py). Prints the
@@ -35,8 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 from _common import Bench, Row
-from _report import machine_facts, markdown, table
+from _report import carried_rows, machine_facts, markdown, table
 from _rows_direct import row1_direct_vs_raw, row5_preparation, row7_reproducibility
+from _rows_nightly import row10_incremental, row11_pdf_reading
+from _rows_quality import row8_quality, row9_grammar_cost
 from _rows_server import http_settings, row2_http_serial, row3_http_concurrent, row4_langextract, row6_memory
 from corpus import write_corpus
 
@@ -61,7 +70,8 @@ def _guarded(number: int, fn: Callable[..., Row], *args: Any) -> Row:
     return row
 
 
-NEEDS = {2: {1}, 3: {1, 2}, 4: {1, 2, 3}, 5: {1}, 7: {1}}  # rows that reuse an earlier row's runs
+NEEDS = {2: {1}, 3: {1, 2}, 4: {1, 2, 3}, 5: {1}, 7: {1}, 9: {8}}  # rows that reuse an earlier row's runs
+DIRECT_ROWS = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11}
 
 
 def with_dependencies(wanted: set[int]) -> set[int]:
@@ -72,14 +82,20 @@ def direct_rows(b: Bench, wanted: set[int]) -> list[Row]:
     from vllm_extract import DirectVLLMClient
 
     started = time.perf_counter()
-    client = DirectVLLMClient(b.settings.vllm, preflight=False)
+    client = DirectVLLMClient(b.plan.vllm, model_path=b.plan.model.path, max_model_len=b.plan.max_model_len)
     asyncio.run(client.connect())
     b.shared["engine_load_seconds"] = time.perf_counter() - started
     try:
-        rows = [_guarded(1, row1_direct_vs_raw, b, client)]
-        for number, fn in ((7, row7_reproducibility), (5, row5_preparation)):
+        rows = []
+        if 1 in wanted:
+            rows.append(_guarded(1, row1_direct_vs_raw, b, client))
+            for number, fn in ((7, row7_reproducibility), (5, row5_preparation)):
+                if number in wanted:
+                    ok = "direct" in b.shared
+                    rows.append(_guarded(number, fn, b, client) if ok else _skip(number, "row 1 failed"))
+        for number, fn in ((8, row8_quality), (9, row9_grammar_cost), (10, row10_incremental), (11, row11_pdf_reading)):
             if number in wanted:
-                rows.append(_guarded(number, fn, b, client) if "direct" in b.shared else _skip(number, "row 1 failed"))
+                rows.append(_guarded(number, fn, b, client))
         return rows
     finally:
         asyncio.run(client.close())
@@ -136,8 +152,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7",
-        help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3)",
+        default="1,2,3,4,5,6,7,8,9,10,11",
+        help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3; 9 needs 8); "
+        "rows not run are carried over from --results",
     )
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("--work", type=Path, help="working folder (default: a new temporary one)")
@@ -159,7 +176,7 @@ def main() -> None:
     b = Bench(args, work, corpus, common.load_documents(corpus), settings)
     wanted = with_dependencies({int(x) for x in args.rows.split(",") if x.strip()})
     print(f"work folder {work}; {len(b.docs)} documents, {b.text_bytes} bytes; rows {sorted(wanted)}", flush=True)
-    rows = direct_rows(b, wanted) if wanted & {1, 2, 3, 4, 5, 7} else []
+    rows = direct_rows(b, wanted) if wanted & DIRECT_ROWS else []
     if wanted & {2, 3, 4, 6}:
         rows += server_rows(b, wanted)
     rows.sort(key=lambda r: r["row"])
@@ -192,8 +209,9 @@ def main() -> None:
         "Row 6 reads the CLI child's own ru_maxrss via os.wait4 (the engine runs in the server process).",
         "Working files: a temporary folder (or --work DIR).",
     ]
+    carried = carried_rows(args.results, {r["row"] for r in rows}) if args.results.exists() else []
     text = markdown(rows, facts=facts, setup=setup, total_seconds=time.perf_counter() - started, quick=args.quick,
-                    notes=notes)  # fmt: skip
+                    notes=notes, carried=carried)  # fmt: skip
     args.results.write_text(text)
     print("\n" + table(rows) + f"\n\nwritten to {args.results}; total {(time.perf_counter() - started) / 60:.1f} min")
 

@@ -89,3 +89,14 @@ def test_layering():
         assert not _imports(str(path), top_level_only=True) & {"vllm", "torch", "pynvml", "transformers"}, path
         if (path.name in core_files and len(relative.parts) == 1) or relative.parts[0] in core_folders:
             assert not everywhere & {"vllm", "httpx", "torch", "pynvml"}, path
+
+
+def test_clients_are_transports():
+    """Issue 10: model resolution and the GPU pre-flight live in the runner; clients/ imports neither."""
+    import ast
+    from pathlib import Path
+
+    for path in (Path(vllm_extract.__file__).parent / "clients").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert (node.module or "").split(".")[0] not in {"gpu", "models"}, (path, node.module)

@@ -83,6 +83,20 @@ def test_sigkill_at_many_points_then_resume_matches_uninterrupted(corpus, refere
                 stream.write(b'{"id": "torn", "ind')
     assert kills >= 10
     assert len(set(killed_at)) >= 4, killed_at  # killed at many different points of progress
+    # Issue 13: the input changed between a kill and --resume (a document inserted at the front,
+    # another edited): the resume is refused (exit 2), naming the first difference, file untouched.
+    changed = tmp_path / "changed.jsonl"
+    docs = [orjson.loads(line) for line in corpus.read_bytes().splitlines()]
+    docs[1]["text"] += " Edited."
+    new = [{"id": "inserted", "text": "Acme Corp. sued Beta LLC."}, *docs]
+    changed.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in new))
+    data = out.read_bytes()
+    out.write_bytes(data[: data.rfind(b"\n") + 1])  # a torn tail is cut by any resume: compare after it
+    before = out.read_bytes()
+    assert before.count(b"\n") >= 1  # records to protect
+    refused = subprocess.run(command(changed, out, vllm_server, "--resume"), env=env(), capture_output=True)
+    assert refused.returncode == 2, refused.stderr.decode()[-2000:]
+    assert b"inserted" in refused.stderr and out.read_bytes() == before
     final = subprocess.run(command(corpus, out, vllm_server, "--resume"), env=env(), capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]

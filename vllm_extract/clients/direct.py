@@ -18,10 +18,10 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import VLLMConfig
-from ..exceptions import ModelNotLoadedError
+from ..exceptions import ConfigurationError, ModelNotLoadedError
 from ..tokens import HFTokenizer, Tokenizer
 from .base import (
     ResponseCallback,
@@ -31,6 +31,9 @@ from .base import (
     VLLMResponse,
     enforce_sampling,
 )
+
+if TYPE_CHECKING:
+    from ..plan import RunPlan
 
 __all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"]
 
@@ -57,18 +60,30 @@ def platform_is_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
-def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int, *, cpu: bool) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM`` from the config (CPU-specific choices applied)."""
+def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None, *, cpu: bool) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM`` from the config (CPU-specific choices applied).
+
+    ``max_model_len`` None lets vLLM use the model's own context limit.
+
+    ``tensor_parallel_size`` goes to the engine as it is. ``data_parallel_size`` does not: vLLM
+    0.32's ``LLM(data_parallel_size=N > 1)`` raises ("not supported for single-process usage"), so
+    data parallelism is N of these engines as Ray replicas (``clients.ray``; ``run --dp N``), each
+    built from these same arguments. Raises ``ConfigurationError`` for ``data_parallel_size > 1``.
+    """
+    if config.data_parallel_size > 1:
+        raise ConfigurationError(
+            f"one vLLM engine cannot run data_parallel_size {config.data_parallel_size}",
+            hint="data parallel runs one engine replica per GPU group on Ray: run --dp N (needs the ray extra)",
+        )
     kwargs: dict[str, Any] = {
         "model": model_path,
-        "max_model_len": max_model_len,
         "seed": config.seed,
         "tensor_parallel_size": config.tensor_parallel_size,
         "enable_prefix_caching": config.enable_prefix_caching,
         "enable_chunked_prefill": config.enable_chunked_prefill,
         "max_num_seqs": config.max_num_seqs,
         "max_num_batched_tokens": max(
-            config.max_num_batched_tokens, 0 if config.enable_chunked_prefill else max_model_len
+            config.max_num_batched_tokens, 0 if config.enable_chunked_prefill else (max_model_len or 0)
         ),
         "kv_cache_dtype": config.kv_cache_dtype,
         "dtype": config.dtype,
@@ -76,6 +91,8 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int, *, cp
         # auto: JSON schemas on xgrammar, Lark grammars (grounded decoding) on llguidance.
         "structured_outputs_config": {"backend": "auto"},
     }
+    if max_model_len is not None:
+        kwargs["max_model_len"] = max_model_len
     if config.kv_cache_memory_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
     elif cpu:
@@ -90,8 +107,9 @@ class DirectVLLMClient(VLLMClientInterface):
     """Runs the model in this process with ``vllm.LLM``; ``generate_batch`` is one native batch.
 
     ``model_path`` (default ``config.model``) must be loadable as it is: a local folder or a hub
-    id (use ``vllm_extract.plan.resolve_model`` for ``tiny``). ``max_model_len`` (default
-    ``config.max_model_len``) is the context the engine is built with.
+    id (``from_plan`` takes both from a run plan, which resolves ``tiny``). ``max_model_len`` is the
+    context the engine is built with; None (the default) lets vLLM use the model's own limit, read
+    back after loading.
     """
 
     client_type = VLLMClientType.DIRECT_API
@@ -106,10 +124,16 @@ class DirectVLLMClient(VLLMClientInterface):
         super().__init__(config)
         self._llm: Any = None
         self._tokenizer: HFTokenizer | None = None
+        self._requested_len = max_model_len
         self._max_model_len = max_model_len or self.config.max_model_len
         self._lock = threading.Lock()
         self.model_path: str = model_path or self.config.model
         self.cpu = False
+
+    @classmethod
+    def from_plan(cls, plan: RunPlan) -> DirectVLLMClient:
+        """A client for a run plan: its engine settings, resolved model folder and context."""
+        return cls(plan.vllm, model_path=plan.model.path, max_model_len=plan.max_model_len)
 
     @property
     def llm(self) -> Any:
@@ -129,7 +153,7 @@ class DirectVLLMClient(VLLMClientInterface):
             return True
         vllm = import_vllm()
         self.cpu = platform_is_cpu()
-        kwargs = engine_kwargs(self.config, self.model_path, self._max_model_len, cpu=self.cpu)
+        kwargs = engine_kwargs(self.config, self.model_path, self._requested_len, cpu=self.cpu)
         logger.info("loading %s with vLLM %s (%s)", self.model_path, vllm.__version__, "CPU" if self.cpu else "GPU")
         try:
             self._llm = vllm.LLM(**kwargs)
@@ -138,6 +162,7 @@ class DirectVLLMClient(VLLMClientInterface):
                 f"model {self.model_path!r} failed to load: {type(exc).__name__}: {exc}",
                 hint="check the model path/name, free memory, and the engine log",
             ) from exc
+        self._max_model_len = int(self._llm.model_config.max_model_len)
         self._tokenizer = HFTokenizer(self._llm.get_tokenizer(), name=self.model_path)
         self.connected = True
         return True

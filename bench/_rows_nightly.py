@@ -1,0 +1,102 @@
+"""bench/run_all.py rows for nightly jobs (one in-process engine):
+
+ 10 an incremental rerun (`--reuse`) over a corpus with 1% of documents changed, against a full run
+ 11 reading a 200-page PDF: pages per second, and reading's share of the whole run over it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from _common import Bench, Row
+from corpus import write_corpus
+
+from vllm_extract import RunOptions, run_job
+from vllm_extract.clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
+
+
+class _Counting(VLLMClientInterface):
+    """Passes batches to the real client and counts the requests sent."""
+
+    def __init__(self, inner: VLLMClientInterface) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.client_type = inner.client_type
+        self.model_path = getattr(inner, "model_path", None)
+        self.sent: list[str] = []
+
+    async def connect(self) -> bool:
+        return True
+
+    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
+        self.sent += [r.request_id for r in requests]
+        return await self.inner.generate_batch(requests, on_response)
+
+    def get_tokenizer(self) -> Any:
+        return self.inner.get_tokenizer()
+
+    @property
+    def max_model_len(self) -> int:
+        return self.inner.max_model_len
+
+
+def _timed(inputs: list[str], out: Path, b: Bench, client: VLLMClientInterface, **options: Any) -> tuple[float, Any]:
+    llm = getattr(getattr(client, "inner", client), "llm", None)
+    if llm is not None:
+        llm.reset_prefix_cache()
+    started = time.perf_counter()
+    result = asyncio.run(run_job(inputs, out, b.settings, RunOptions(overwrite=True, **options), client=client))
+    return time.perf_counter() - started, result
+
+
+def row10_incremental(b: Bench, client: Any, documents: int = 100) -> Row:
+    corpus = write_corpus(b.work / "nightly.jsonl", documents, seed=4321, long_every=0, long_paragraphs=0)
+    full_seconds, _ = _timed([str(corpus)], b.work / "nightly-full.jsonl", b, client)
+    docs = [orjson.loads(line) for line in corpus.read_bytes().splitlines()]
+    changed = max(1, documents // 100)
+    for doc in docs[:changed]:
+        doc["text"] += " A later amendment was filed by Halvorsen Polymer Works, Inc."
+    corpus.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    counting = _Counting(client)
+    rerun_seconds, result = _timed(
+        [str(corpus)], b.work / "nightly-rerun.jsonl", b, counting, reuse=[b.work / "nightly-full.jsonl"]
+    )
+    sent_docs = sorted({r.split("#")[0] for r in counting.sent})
+    ratio = full_seconds / rerun_seconds
+    return {
+        "title": f"incremental rerun (--reuse), {changed} of {documents} documents changed, vs a full run",
+        "result": f"{ratio:.1f}x faster ({rerun_seconds:.1f}s vs {full_seconds:.1f}s); requests sent for "
+        f"{len(sent_docs)} document(s), {result.summary.reused} reused",
+        "goal": "only the changed documents are sent",
+        "met": sent_docs == sorted(d["id"] for d in docs[:changed]) and result.summary.reused == documents - changed,
+        "full_seconds": full_seconds,
+        "rerun_seconds": rerun_seconds,
+        "requests_sent": len(counting.sent),
+    }
+
+
+def row11_pdf_reading(b: Bench, client: Any, pages: int = 200) -> Row:
+    from _reading import write_pdf
+
+    from vllm_extract.readers import iter_documents
+
+    pdf = write_pdf(b.work / "long.pdf", pages)
+    started = time.perf_counter()
+    (document,) = list(iter_documents([str(pdf)]))
+    read_seconds = time.perf_counter() - started
+    run_seconds, result = _timed([str(pdf)], b.work / "pdf-out.jsonl", b, client)
+    share = read_seconds / run_seconds
+    return {
+        "title": f"reading a {pages}-page PDF (pypdfium2), share of the run over it",
+        "result": f"{pages / read_seconds:.0f} pages/s ({read_seconds:.2f}s); {share:.1%} of the run "
+        f"({run_seconds:.1f}s, {result.summary.chunks} chunks)",
+        "goal": "(none; for reference)",
+        "met": None,
+        "characters": len(getattr(document, "text", "")),
+        "read_seconds": read_seconds,
+        "run_seconds": run_seconds,
+    }
