@@ -84,7 +84,7 @@ class Recorder(VLLMClientInterface):
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "grounded": ("--decoding grounded", {"decoding": "grounded"}),
     "grounded-all": ("--decoding grounded --mentions all", {"decoding": "grounded", "mentions": "all"}),
-    "grounded-16": ("grounded, at most 16 entities per chunk", {"decoding": "grounded", "max_entities_per_chunk": 16}),
+    "grounded-8": ("grounded, at most 8 entities per chunk", {"decoding": "grounded", "max_entities_per_chunk": 8}),
     "grounded-sharp": ("grounded, sharper type descriptions", {"decoding": "grounded", "entity_types": SHARP_TYPES}),
     "grounded-example": ("grounded, a worked example in the instructions", {"decoding": "grounded", "example": True}),
     "schema": ("--decoding schema", {"decoding": "schema"}),

@@ -43,6 +43,17 @@ __all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary", "text_sha256"]
 logger = logging.getLogger(__name__)
 
 
+LOOPING_SHARE = 0.5  # a cut answer that spent this share of itself on repeats is not retried
+
+
+def _looping(content: str) -> bool:
+    """Whether a (cut) answer spent at least ``LOOPING_SHARE`` of its characters on entities it had
+    already listed: the tiny model's loop, measured by ``repeated_entity_token_share``."""
+    from .extract.grammar import repeated_entity_token_share
+
+    return repeated_entity_token_share(content, len) >= LOOPING_SHARE
+
+
 def text_sha256(text: str) -> str:
     """Hex SHA-256 of a document's text as read (UTF-8; lone surrogates escaped)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
@@ -66,6 +77,7 @@ class RunSummary:
     cached_tokens: int = 0
     truncated_chunks: int = 0
     truncation_retries: int = 0
+    looping_not_retried: int = 0
     ungrounded_dropped: int = 0
     prompt_splits: int = 0
     generation_seconds: float = 0.0
@@ -294,9 +306,15 @@ class ExtractionPipeline:
         requests = [self._request(p, p.max_tokens) for _, p in jobs]
         responses = await self._generate(requests, retry=False)
 
-        retry_at = [i for i, r in enumerate(responses) if r.truncated and jobs[i][1].room > jobs[i][1].max_tokens]
+        retry_at = [
+            i
+            for i, r in enumerate(responses)
+            if r.truncated and jobs[i][1].room > jobs[i][1].max_tokens and not _looping(r.content)
+        ]
+        self.summary.looping_not_retried += sum(1 for r in responses if r.truncated and _looping(r.content))
         if retry_at and self.settings.extraction.retry_truncated:
-            # A cut response is retried once with twice its budget (at most what the context leaves).
+            # A cut response is retried once with twice its budget (at most what the context leaves);
+            # one cut while repeating itself is not: a bigger budget would buy more repeats.
             retried = [self._request(jobs[i][1], min(2 * jobs[i][1].max_tokens, jobs[i][1].room)) for i in retry_at]
             self.summary.truncation_retries += len(retried)
             for i, response in zip(retry_at, await self._generate(retried, retry=True), strict=True):
