@@ -110,7 +110,7 @@ def quality_rows(client: VLLMClientInterface, base: Settings, work: Path, names:
         mentions = changes.pop("mentions", "listed")
         example = changes.pop("example", False)
         _use_example(example)
-        key = repr(sorted(changes.items()))
+        key = repr((example, sorted(changes.items())))  # what changes generation (mentions does not)
         settings = Settings(base.vllm, dataclasses.replace(base.extraction, mentions=mentions, **changes))
         out = work / f"quality-{number}.jsonl"
         run = generated.get(key)
