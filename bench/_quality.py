@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 
+import vllm_extract.pipeline as pipeline_module
 from vllm_extract import RunOptions, Settings, run_job
 from vllm_extract.clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
 from vllm_extract.config import EntityType
@@ -88,6 +89,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "grounded-sharp": ("grounded, sharper type descriptions", {"decoding": "grounded", "entity_types": SHARP_TYPES}),
     "grounded-example": ("grounded, a worked example in the instructions", {"decoding": "grounded", "example": True}),
     "schema": ("--decoding schema", {"decoding": "schema"}),
+    # Truncation retries on (the default): 0.1 retried every cut answer with twice the budget;
+    # now an answer cut while repeating itself is not retried (pipeline.LOOPING_SHARE).
+    "retry-every-cut": (
+        "grounded, every cut answer retried (before)",
+        {"decoding": "grounded", "retry_truncated": True, "looping_share": 2.0},
+    ),
+    "retry-not-loops": (
+        "grounded, answers cut while looping not retried (after, the default)",
+        {"decoding": "grounded", "retry_truncated": True},
+    ),
     "schema-all": ("--decoding schema --mentions all", {"decoding": "schema", "mentions": "all"}),
 }
 
@@ -110,7 +121,9 @@ def quality_rows(client: VLLMClientInterface, base: Settings, work: Path, names:
         mentions = changes.pop("mentions", "listed")
         example = changes.pop("example", False)
         _use_example(example)
-        key = repr((example, sorted(changes.items())))  # what changes generation (mentions does not)
+        looping_share = changes.pop("looping_share", 0.5)
+        pipeline_module.LOOPING_SHARE = looping_share
+        key = repr((example, looping_share, sorted(changes.items())))  # what changes generation
         settings = Settings(base.vllm, dataclasses.replace(base.extraction, mentions=mentions, **changes))
         out = work / f"quality-{number}.jsonl"
         run = generated.get(key)
@@ -159,14 +172,35 @@ def quality_rows(client: VLLMClientInterface, base: Settings, work: Path, names:
     return rows
 
 
+# The worked-example option: its names are in no document, and grounded decoding only lets the
+# model write spans of the chunk it reads, so they cannot be copied into an answer.
+EXAMPLE_TEXT = "On May 2, 2024, Judge Ann Lee of the Ninth Circuit fined Acme Corp. $5,000 in Reno."
+EXAMPLE_ENTITIES = (
+    ("DATE", "May 2, 2024"),
+    ("JUDGE", "Ann Lee"),
+    ("COURT", "Ninth Circuit"),
+    ("ORGANIZATION", "Acme Corp."),
+    ("MONEY", "$5,000"),
+    ("LOCATION", "Reno"),
+)
+
+
+
 def _use_example(example: bool) -> None:
-    """Build the plan's instructions with or without the worked example (an experiment switch)."""
-    import functools
+    """Build the plan's instructions with or without a worked example (an experiment switch)."""
+    import json
 
     import vllm_extract.plan as plan_module
     from vllm_extract.extract.prompts import build_instructions
 
-    plan_module.build_instructions = functools.partial(build_instructions, example=example)  # type: ignore[assignment]
+    def with_example(types: Any) -> str:
+        names = {t.name for t in types}
+        shown = [{"type": k, "text": v} for k, v in EXAMPLE_ENTITIES if k in names]
+        answer = json.dumps({"entities": shown}, separators=(",", ":"))
+        lines = [build_instructions(types), "Example document:", EXAMPLE_TEXT, "Example answer:", answer]
+        return "\n".join(lines)
+
+    plan_module.build_instructions = with_example if example else build_instructions  # type: ignore[assignment]
 
 
 class Replay(Recorder):

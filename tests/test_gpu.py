@@ -413,10 +413,96 @@ def test_preflight_opens_the_default_source(gpus: FakeGPUs, monkeypatch: pytest.
 def test_cpu_preflight_on_host_memory() -> None:
     readings = preflight(VLLMConfig(kv_cache_memory_bytes=1, gpu_memory_threshold=1.0), cpu=True)
     assert [r.device for r in readings] == ["host"]
+    # The default asks what the engine will take: its 2 GiB CPU KV cache + 1 GB (it asked for 30%
+    # of RAM + 1 GB and refused the quick start on a busy 24 GB machine).
+    assert [r.device for r in preflight(VLLMConfig(gpu_memory_threshold=1.0), cpu=True)] == ["host"]
     with pytest.raises(GPUMemoryError) as info:
-        preflight(VLLMConfig(cpu_memory_fraction=1.0, gpu_memory_threshold=1.0), cpu=True)
+        preflight(VLLMConfig(kv_cache_memory_bytes=1 << 50, gpu_memory_threshold=1.0), cpu=True)
     err = info.value
     assert err.message.startswith("host memory is ")
-    assert "cpu_memory_fraction 1.00" in err.message
+    assert "kv_cache_memory_bytes 1048576.0 GB" in err.message
     assert err.required_gb is not None and err.free_gb is not None
     assert err.required_gb > err.free_gb
+
+
+# --- several GPUs: tensor parallel × data parallel (issue 14) ----------------------------------------
+
+
+def four_gpus(full: int | None = None) -> FakeGPUs:
+    """Four idle A40s; GPU ``full`` (if given) held at 98% by another process."""
+    devices = [FakeDevice("NVIDIA A40", 46.0, 0.5, 0.0) for _ in range(4)]
+    if full is not None:
+        devices[full] = FakeDevice("NVIDIA A40", 46.0, 45.2, 99.0, [GPUProcess(777, "trainer", 44.7)])
+    return FakeGPUs(devices)
+
+
+def test_preflight_checks_tp_times_dp_gpus_and_names_the_one_that_fails() -> None:
+    readings = preflight(VLLMConfig(tensor_parallel_size=2, data_parallel_size=2), cpu=False, source=four_gpus())
+    assert [r.device for r in readings] == ["GPU 0", "GPU 1", "GPU 2", "GPU 3"]
+    with pytest.raises(GPUMemoryError) as info:
+        preflight(VLLMConfig(tensor_parallel_size=2, data_parallel_size=2), cpu=False, source=four_gpus(full=2))
+    message = info.value.message
+    assert message.startswith("GPU 2 is 98.3% used")
+    assert "777 trainer" in message
+    assert "GPU 2 is one of the 4 GPUs this run uses (0-3: tensor_parallel_size 2 × data_parallel_size 2)" in message
+    # One GPU: the message stays as it was (no range).
+    with pytest.raises(GPUMemoryError) as single:
+        preflight(VLLMConfig(gpu_id=2), cpu=False, source=four_gpus(full=2))
+    assert "GPUs this run uses" not in single.value.message
+
+
+def test_preflight_data_parallel_past_the_last_gpu() -> None:
+    with pytest.raises(GPUMonitorError) as info:
+        preflight(VLLMConfig(gpu_id=1, data_parallel_size=4), cpu=False, source=four_gpus())
+    assert "GPU 4 does not exist: 4 GPU(s) found (ids 0-3)" in info.value.message
+    assert "(1-4: tensor_parallel_size 1 × data_parallel_size 4)" in info.value.message
+
+
+def test_preflight_waits_for_every_replica_gpu(fake_time: FakeTime) -> None:
+    gpus = four_gpus(full=3)
+    gpus.devices[3].later_used_gb = [45.2, 45.2, 2.0]
+    readings = preflight(
+        VLLMConfig(data_parallel_size=4), cpu=False, source=gpus, wait_seconds=60, sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )  # fmt: skip
+    assert readings[3].used_gb == 2.0 and fake_time.slept
+
+
+def test_cpu_preflight_counts_every_replica() -> None:
+    host = read_host_memory()
+    kv = int(host.total_gb * 0.4 * gpu.GB)  # one replica fits in an idle host, three do not
+    config = VLLMConfig(kv_cache_memory_bytes=kv, gpu_memory_threshold=1.0, data_parallel_size=3)
+    with pytest.raises(GPUMemoryError) as info:
+        preflight(config, cpu=True)
+    assert "3 replicas × (kv_cache_memory_bytes" in info.value.message
+
+
+def test_data_parallel_size_is_validated() -> None:
+    from vllm_extract.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="data_parallel_size must be at least 1"):
+        VLLMConfig(data_parallel_size=0)
+
+
+def test_memory_sampler_reads_every_replica_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllm_extract.config import Settings
+    from vllm_extract.runner import RunOptions, _start_sampler
+
+    monkeypatch.setattr(gpu, "open_gpu_source", lambda: four_gpus(full=3))
+    samples: list[MemorySample] = []
+    seen = threading.Event()
+
+    def collect(event: object) -> None:
+        if isinstance(event, MemorySample):
+            samples.append(event)
+            seen.set()
+
+    client = types.SimpleNamespace(cpu=False)
+    settings = Settings(VLLMConfig(tensor_parallel_size=2, data_parallel_size=2))
+    sampler = _start_sampler(client, settings, RunOptions(subscribers=[collect], memory_interval=60))
+    try:
+        assert seen.wait(10)
+    finally:
+        sampler.stop()
+    assert [r.device for r in samples[0].readings] == ["GPU 0", "GPU 1", "GPU 2", "GPU 3"]
+    assert samples[0].over_threshold

@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 ENFORCED_TEMPERATURE = 0.0
 ENFORCED_SEED = 42
+# The KV cache the CPU backend gets when kv_cache_memory_bytes is unset (vLLM's GPU default, a share
+# of device memory, would take host RAM); the pre-flight checks this much is free, plus the weights.
+CPU_DEFAULT_KV_CACHE_BYTES = 2 << 30
 ENV_PREFIX = "VLLM_EXTRACT_"
 CONFIG_FILE_NAME = "vllm-extract.toml"
 # Defaults for `--model tiny` (only where no file, variable or flag sets the key).
@@ -94,7 +97,6 @@ class VLLMConfig:
     dtype: str = "auto"
     enforce_eager: bool | None = None
     kv_cache_memory_bytes: int | None = None
-    cpu_memory_fraction: float = 0.30
     http_timeout: float = 300.0
     concurrency: int = 16
     max_retries: int = 4
@@ -113,7 +115,6 @@ class VLLMConfig:
             self.seed = ENFORCED_SEED
         _check_range("gpu_memory_utilization", self.gpu_memory_utilization, 0.0, 1.0, low_open=True)
         _check_range("gpu_memory_threshold", self.gpu_memory_threshold, 0.0, 1.0, low_open=True)
-        _check_range("cpu_memory_fraction", self.cpu_memory_fraction, 0.0, 1.0, low_open=True)
         for name in (
             "max_model_len",
             "max_prompt_tokens",

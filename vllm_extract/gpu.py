@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .config import VLLMConfig
+from .config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
 from .events import MemoryReading, MemorySample
 from .exceptions import GPUMemoryError, GPUMonitorError
 
@@ -49,7 +49,7 @@ MEMORY_HINT = (
     "free GPU memory, lower gpu_memory_utilization, wait with --wait-for-gpu SECONDS, or skip with --skip-gpu-check"
 )
 HOST_MEMORY_HINT = (
-    "free host memory, lower cpu_memory_fraction or set kv_cache_memory_bytes, "
+    "free host memory, set a smaller kv_cache_memory_bytes, "
     "wait with --wait-for-gpu SECONDS, or skip with --skip-gpu-check"
 )
 
@@ -359,9 +359,12 @@ def preflight(
 ) -> list[MemoryReading]:
     """Check vLLM can start: raise GPUMemoryError (after waiting up to ``wait_seconds``) when not.
 
-    GPU: every GPU in gpu_id .. gpu_id + tensor_parallel_size - 1 needs gpu_memory_utilization × total
-    free (vLLM's own start condition) and usage under gpu_memory_threshold. CPU: host memory needs
-    kv_cache_memory_bytes (or cpu_memory_fraction × total) plus 1 GB for weights free.
+    GPU: every GPU the engines will use, gpu_id .. gpu_id + tensor_parallel_size × data_parallel_size
+    - 1, needs gpu_memory_utilization × total free (vLLM's own start condition) and usage under
+    gpu_memory_threshold; the error names the GPU that fails (and, with several, the range). A GPU
+    that does not exist raises GPUMonitorError. CPU: host memory needs the engine's KV cache
+    (kv_cache_memory_bytes, else the CPU default of 2 GiB the engine then uses) plus 1 GB for
+    weights free, per replica.
     """
     threshold = config.gpu_memory_threshold
     if cpu:
@@ -372,11 +375,14 @@ def preflight(
 
         def host_need(total_gb: float) -> tuple[float, str]:
             if config.kv_cache_memory_bytes:
-                kv = config.kv_cache_memory_bytes / GB
-                return kv + WEIGHTS_HEADROOM_GB, f"kv_cache_memory_bytes {kv:.1f} GB + 1 GB for weights"
-            frac = config.cpu_memory_fraction
-            need = f"cpu_memory_fraction {frac:.2f} × {total_gb:.1f} GB + 1 GB for weights"
-            return frac * total_gb + WEIGHTS_HEADROOM_GB, need
+                kv, name = config.kv_cache_memory_bytes / GB, "kv_cache_memory_bytes"
+            else:
+                kv, name = CPU_DEFAULT_KV_CACHE_BYTES / GB, "the CPU default KV cache"
+            replicas = config.data_parallel_size
+            need = f"{name} {kv:.1f} GB + 1 GB for weights"
+            if replicas > 1:
+                return replicas * (kv + WEIGHTS_HEADROOM_GB), f"{replicas} replicas × ({need})"
+            return kv + WEIGHTS_HEADROOM_GB, need
 
         return [_check_device(host_probe, host_need, threshold, wait_seconds, HOST_MEMORY_HINT, sleep, clock)]
 
@@ -387,7 +393,9 @@ def preflight(
     src = source if source is not None else open_gpu_source()
     deadline = clock() + wait_seconds if wait_seconds else None
     readings: list[MemoryReading] = []
-    for gpu_id in range(config.gpu_id, config.gpu_id + config.tensor_parallel_size):
+    tp, dp = config.tensor_parallel_size, config.data_parallel_size
+    gpu_ids = range(config.gpu_id, config.gpu_id + tp * dp)
+    for gpu_id in gpu_ids:
         monitor = GPUMonitor(gpu_id, threshold, source=src, sleep=sleep, clock=clock)
 
         def gpu_probe(monitor: GPUMonitor = monitor) -> _Probe:
@@ -395,7 +403,15 @@ def preflight(
             return _Probe(gpu_memory_reading(s), s.memory_free_gb, tuple(s.processes))
 
         remaining = max(deadline - clock(), 0.0) if deadline is not None else None
-        readings.append(_check_device(gpu_probe, gpu_need, threshold, remaining, MEMORY_HINT, sleep, clock))
+        try:
+            readings.append(_check_device(gpu_probe, gpu_need, threshold, remaining, MEMORY_HINT, sleep, clock))
+        except GPUMonitorError as exc:
+            if len(gpu_ids) > 1:
+                exc.message += (
+                    f"; GPU {gpu_id} is one of the {len(gpu_ids)} GPUs this run uses "
+                    f"({gpu_ids[0]}-{gpu_ids[-1]}: tensor_parallel_size {tp} × data_parallel_size {dp})"
+                )
+            raise
     return readings
 
 

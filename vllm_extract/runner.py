@@ -5,10 +5,11 @@ This is what ``vllm-extract run`` and ``vllm-extract plan`` call; it works witho
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,9 +28,11 @@ from .exceptions import (
 )
 from .output import OutputWriter, ResumeGuard, ReuseIndex
 from .output.report import write_metrics, write_report
-from .pipeline import ExtractionPipeline, RunSummary
+from .output.resume import check_resume
+from .pipeline import ExtractionPipeline, RunSummary, text_sha256
 from .plan import ResolvedModel, RunPlan, build_plan, fingerprint_parts, resolve_model
-from .readers import BadInput, Document, SkippedFile, count_documents, iter_documents
+from .readers import BadInput, Document, InputItem, SkippedFile, count_documents, iter_documents
+from .sharding import ShardFilter, ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 
 __all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
 
@@ -44,8 +47,20 @@ class RunOptions:
     ``reuse``: earlier outputs whose records are copied when id, text hash and fingerprint match.
     ``texts_dir``: converted documents' texts are stored there (``<text_sha256>.txt``) and records
     carry ``text_path`` instead of ``text``.
+    ``engine``: ``vllm`` (the in-process engine; ``data_parallel_size`` > 1 runs that many replicas
+    on a private local Ray instance) or ``ray`` (replicas on the Ray cluster at ``ray_address``, a
+    private local instance when None). ``replicas`` (default ``data_parallel_size``) and
+    ``gpus_per_replica`` (default ``tensor_parallel_size`` when the cluster has GPUs, else 0) shape
+    them. ``shard``: ``(I, N)`` keeps only the documents of shard I of N (``sharding``): the
+    output holds their records with their global ``index`` and a finished run writes
+    ``OUT.shard.json`` for ``vllm-extract merge``.
     """
 
+    engine: str = "vllm"
+    ray_address: str | None = None
+    replicas: int | None = None
+    gpus_per_replica: float | None = None
+    shard: tuple[int, int] | None = None
     backend: str = "auto"
     resume: bool = False
     overwrite: bool = False
@@ -142,6 +157,8 @@ async def open_run(
     backend = options.backend
     if backend not in BACKENDS:
         raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    if _uses_ray(settings, options):
+        return await _open_ray_run(settings, options, notify)
     if backend == "http":
         return await over_http()
     servers = settings.vllm.server_urls()
@@ -181,6 +198,89 @@ async def open_run(
     return plan, client
 
 
+ENGINES = ("vllm", "ray")
+
+
+def _uses_ray(settings: Settings, options: RunOptions) -> bool:
+    """True for ``--engine ray`` and for ``--dp N > 1`` (one engine cannot do data parallel);
+    raises ``ConfigurationError`` for an unknown engine or Ray-only options without Ray."""
+    if options.engine not in ENGINES:
+        raise ConfigurationError(f"unknown engine {options.engine!r}", hint=f"use one of: {', '.join(ENGINES)}")
+    if options.engine == "ray" or settings.vllm.data_parallel_size > 1:
+        return True
+    given = [
+        flag
+        for flag, value in (
+            ("--ray-address", options.ray_address),
+            ("--replicas", options.replicas),
+            ("--gpus-per-replica", options.gpus_per_replica),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigurationError(f"{', '.join(given)} only apply to --engine ray", hint="add --engine ray")
+    return False
+
+
+def _with_replica_windows(plan: RunPlan, replicas: int) -> RunPlan:
+    """The plan with ``window_chunks`` × ``replicas``: each replica still gets a full window's batch
+    (the slices depend only on the window and the replica count, so resume sends the same)."""
+    if replicas == 1:
+        return plan
+    ext = dataclasses.replace(plan.extraction, window_chunks=plan.extraction.window_chunks * replicas)
+    return dataclasses.replace(plan, settings=Settings(plan.vllm, ext))
+
+
+async def _open_ray_run(
+    settings: Settings, options: RunOptions, notify: Callable[[RunPlan], None]
+) -> tuple[RunPlan, VLLMClientInterface]:
+    """``open_run`` for engine replicas on Ray: plan on this machine (the driver tokenizes and
+    grounds), pre-flight this machine's GPUs when the cluster is a private local one, then start
+    the replicas. Raises ``ConfigurationError`` (Ray missing: exit 2; conflicting options) and
+    what ``RayVLLMClient.connect`` raises."""
+    import math
+
+    from .clients.ray import RayOptions, RayVLLMClient, import_ray
+
+    import_ray()  # fail before planning when the extra is missing
+    if options.backend == "http":
+        raise ConfigurationError("--backend http contradicts --engine ray / --dp", hint="drop one of them")
+    dp = settings.vllm.data_parallel_size
+    if options.replicas is not None and dp > 1 and options.replicas != dp:
+        raise ConfigurationError(
+            f"--replicas {options.replicas} and --dp {dp} disagree: both set the number of engine replicas",
+            hint="give one of them",
+        )
+    replicas = options.replicas or dp
+    ray_options = RayOptions(address=options.ray_address, replicas=replicas, gpus_per_replica=options.gpus_per_replica)
+    settings = Settings(dataclasses.replace(settings.vllm, data_parallel_size=replicas), settings.extraction)
+    model = resolve_model(settings.vllm.model, required=False)
+    plan = _with_replica_windows(plan_for_local_model(settings, model), replicas) if model.local else None
+    if plan is not None:
+        notify(plan)
+    config = plan.vllm if plan else settings.vllm
+    if not options.skip_gpu_check and options.ray_address is None:
+        from .clients.direct import platform_is_cpu
+        from .gpu import preflight
+
+        checked = config
+        if options.gpus_per_replica is not None:  # e.g. 0.5: two replicas share a GPU
+            gpus = max(1, math.ceil(replicas * options.gpus_per_replica))
+            checked = dataclasses.replace(config, tensor_parallel_size=1, data_parallel_size=gpus)
+        preflight(checked, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
+    context = plan.max_model_len if plan else settings.vllm.max_model_len
+    client = RayVLLMClient(config, model=settings.vllm.model, max_model_len=context, options=ray_options)
+    try:
+        await client.connect()
+        if plan is None:  # the driver has no model files: the replicas' tokenizer counts
+            plan = _with_replica_windows(plan_for_client(settings, client, model), replicas)
+            notify(plan)
+    except BaseException:
+        await client.close()
+        raise
+    return plan, client
+
+
 async def run_job(
     inputs: Sequence[str],
     out: Path,
@@ -197,12 +297,16 @@ async def run_job(
     """
     options = options or RunOptions()
     started = time.time()
+    shard = ShardSpec(*options.shard) if options.shard is not None else None
     # Open the output (lock, resume scan) before loading any model: fail fast.
-    with OutputWriter(
-        out, resume=options.resume, overwrite=options.overwrite, errors_path=options.errors_path
-    ) as writer:
+    with _open_output(out, options, shard) as writer:
         items = _items(inputs, settings, options.stdin)
         total = count_documents(inputs, globs=settings.extraction.globs) if "-" not in inputs else None
+        sharded: ShardFilter | None = None
+        if shard is not None:
+            remove_manifest(out)  # stale until this shard run finishes
+            items = sharded = ShardFilter(items, shard)
+            total = None  # how many documents hash to this shard is known only at the end
         checked: dict[str, Any] = {}
 
         def check(plan: RunPlan) -> None:
@@ -212,6 +316,20 @@ async def run_job(
             checked["guard"] = ResumeGuard(
                 writer.done, plan.fingerprint, settings=parts, previous_settings=writer.previous_settings, out=out
             )
+            if writer.done and "-" not in inputs:
+                # The inputs are read once more up front, so a changed input is refused before the
+                # engine loads (standard input cannot be read twice: it is checked while streaming).
+                scan: Iterable[InputItem] = _items(inputs, settings, None)
+                if shard is not None:
+                    scan = ShardFilter(scan, shard)
+                check_resume(
+                    writer.done,
+                    plan.fingerprint,
+                    _identities(scan),
+                    settings=parts,
+                    previous_settings=writer.previous_settings,
+                    out=out,
+                )
             reuse = ReuseIndex.load(options.reuse, fingerprint=plan.fingerprint, out=out) if options.reuse else None
             checked["reuse"] = reuse
             writer.save_settings(plan.fingerprint, parts)
@@ -242,14 +360,66 @@ async def run_job(
             stats = active.get_stats()
             if own_client:
                 await active.close()
+        manifest = None
+        if sharded is not None and sharded.exhausted and not summary.interrupted:
+            manifest = write_manifest(out, _shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
     exit_code = 1 if writer.errors_in_file else 0
     report = build_report(summary, stats, plan, options, inputs, out, started, active)
+    report["engine"] = "ray" if "ray" in stats else "vllm"
+    if sharded is not None:
+        report["shard"] = sharded.shard.as_dict() | {
+            "inputs_total": sharded.total if sharded.exhausted else None,
+            "manifest": str(manifest) if manifest else None,
+        }
     if options.report_path:
         write_report(options.report_path, report)
     if options.metrics_path:
         write_metrics(options.metrics_path, report)
     return RunResult(summary, stats, exit_code, report)
+
+
+def _open_output(out: Path, options: RunOptions, shard: ShardSpec | None) -> OutputWriter:
+    """The output writer: a shard's keeps global indices (``ShardOutputWriter``)."""
+    kwargs: dict[str, Any] = {
+        "resume": options.resume,
+        "overwrite": options.overwrite,
+        "errors_path": options.errors_path,
+    }
+    return ShardOutputWriter(out, shard, **kwargs) if shard is not None else OutputWriter(out, **kwargs)
+
+
+def _shard_manifest(sharded: ShardFilter, plan: RunPlan, settings: Settings, inputs: Sequence[str]) -> dict[str, Any]:
+    """What ``merge`` needs from a finished shard (see ``sharding``): which shard, how many inputs
+    in all and their digest, how many records this shard wrote, the run's fingerprint, and how the
+    inputs were read (to name missing documents by id when they are readable at merge time)."""
+    from . import __version__
+    from .sharding import MANIFEST_FORMAT
+
+    ext = settings.extraction
+    return {
+        "format": MANIFEST_FORMAT,
+        "shard": sharded.shard.as_dict(),
+        "inputs_total": sharded.total,
+        "inputs_sha256": sharded.digest,
+        "records": sharded.kept,
+        "fingerprint": plan.fingerprint,
+        "inputs": list(inputs),
+        "id_field": ext.id_field,
+        "text_field": ext.text_field,
+        "globs": list(ext.globs),
+        "vllm_extract_version": __version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _identities(items: Iterable[InputItem]) -> Iterator[tuple[int, str, str | None]]:
+    """(index, id, text_sha256) of each input item, documents and bad inputs, in order."""
+    for item in items:
+        if isinstance(item, Document):
+            yield item.index, item.id, text_sha256(item.text)
+        elif isinstance(item, BadInput):
+            yield item.index, item.id, None
 
 
 def _start_sampler(client: VLLMClientInterface, settings: Settings, options: RunOptions) -> Any:
@@ -259,7 +429,8 @@ def _start_sampler(client: VLLMClientInterface, settings: Settings, options: Run
     from .gpu import MemorySampler, memory_reader
 
     cpu = bool(getattr(client, "cpu", True))
-    gpu_ids = list(range(settings.vllm.gpu_id, settings.vllm.gpu_id + settings.vllm.tensor_parallel_size))
+    used = settings.vllm.tensor_parallel_size * settings.vllm.data_parallel_size  # every replica's GPUs
+    gpu_ids = list(range(settings.vllm.gpu_id, settings.vllm.gpu_id + used))
 
     def publish(sample: MemorySample) -> None:
         for subscriber in options.subscribers:

@@ -13,7 +13,7 @@ One module per command group; each registers its commands on ``_app.app`` when i
 
 from __future__ import annotations
 
-from . import eval, gpu, models, review, run  # noqa: F401 - importing registers the commands
+from . import eval, gpu, merge, models, review, run  # noqa: F401 - importing registers the commands
 from ._app import app
 
 __all__ = ["app", "main"]

@@ -51,9 +51,12 @@ err = Console(stderr=True)
 
 def _fail(error: BaseException) -> typer.Exit:
     """One red line (what happened; what to do) and the documented exit code."""
+    from rich.markup import escape
+
     from ..exceptions import exit_code_for
 
-    err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    # escape: a message naming an extra (`vllm-extract[ray]`) is not markup.
+    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(exit_code_for(error))
 
 
@@ -128,6 +131,8 @@ class SettingsFlags:
     window_chunks: int | None = None
     concurrency: int | None = None
     gpu_memory_utilization: float | None = None
+    tp: int | None = None
+    dp: int | None = None
     keep_ungrounded: bool = False
     servers: list[str] = field(default_factory=list)
 
@@ -152,6 +157,8 @@ class SettingsFlags:
             "window_chunks": self.window_chunks,
             "concurrency": self.concurrency,
             "gpu_memory_utilization": self.gpu_memory_utilization,
+            "tensor_parallel_size": self.tp,
+            "data_parallel_size": self.dp,
             "keep_ungrounded": True if self.keep_ungrounded else None,
         }
         if self.servers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ from rich.console import Console
 from ..exceptions import VLLMClientError
 from ..progress import RunDisplay
 from ..runner import RunOptions, run_job
+from ..sharding import parse_shard
 from ._app import (
     EXIT_CODES_HELP,
     EXIT_DOC_ERRORS,
@@ -63,6 +65,41 @@ def run(
     window_chunks: Annotated[int | None, typer.Option(help="Chunks per native batch (default 256).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="HTTP requests in flight (default 16).")] = None,
     gpu_memory_utilization: Annotated[float | None, typer.Option(help="vLLM GPU memory fraction.")] = None,
+    tp: Annotated[
+        int | None, typer.Option("--tp", help="Tensor parallel: GPUs per engine (tensor_parallel_size).")
+    ] = None,
+    dp: Annotated[
+        int | None,
+        typer.Option(
+            "--dp",
+            help="Data parallel: engine replicas of --tp GPUs each; over 1 runs them on a local Ray "
+            "instance (needs the ray extra). Output: still one file in input order.",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: only the documents of shard I of N (0-based; by a SHA-256 of the id). "
+            "Join the outputs with `vllm-extract merge`.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="vllm (the engine in this process) or ray (engine replicas on a Ray cluster).")
+    ] = "vllm",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="--engine ray: the cluster (HOST:6379, ray://HOST:10001, auto; default $RAY_ADDRESS, "
+            "else a local instance).",
+        ),
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(help="--engine ray: engine replicas (default --dp, else 1).")] = None,
+    gpus_per_replica: Annotated[
+        float | None,
+        typer.Option(help="--engine ray: GPUs each replica reserves (default --tp; 0 on CPU; 0.5 packs two)."),
+    ] = None,
     id_field: IdFieldOpt = None,
     text_field: TextFieldOpt = None,
     glob: GlobOpt = None,
@@ -115,15 +152,25 @@ def run(
         window_chunks=window_chunks,
         concurrency=concurrency,
         gpu_memory_utilization=gpu_memory_utilization,
+        tp=tp,
+        dp=dp,
         keep_ungrounded=keep_ungrounded,
         servers=list(server or ()),
     )
+    if engine == "ray" and ray_address is None:
+        ray_address = os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, for --engine ray only
     engine_log = None if verbose else out.with_name(out.name + ".engine.log")
     stop = threading.Event()
     received: list[int] = []
     try:
         settings = _settings(config, flags)
+        shard_spec = parse_shard(shard) if shard is not None else None
         options = RunOptions(
+            engine=engine,
+            ray_address=ray_address,
+            replicas=replicas,
+            gpus_per_replica=gpus_per_replica,
+            shard=(shard_spec.index, shard_spec.count) if shard_spec else None,
             backend=backend,
             resume=resume,
             overwrite=overwrite,

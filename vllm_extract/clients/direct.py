@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..config import VLLMConfig
+from ..config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
 from ..exceptions import ConfigurationError, ModelNotLoadedError
 from ..tokens import HFTokenizer, Tokenizer
 from .base import (
@@ -40,7 +40,6 @@ __all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "install an engine: pip install 'vllm-extract[gpu]' (NVIDIA) or 'vllm-extract[cpu]' (CPU)"
-CPU_DEFAULT_KV_CACHE_BYTES = 2 << 30
 
 
 def import_vllm() -> Any:

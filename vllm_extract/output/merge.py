@@ -1,0 +1,292 @@
+"""Merging shard outputs (``run --shard I/N``) into one output in input order.
+
+``merge_shards(paths, out)`` reads every shard output and its manifest (``OUT.shard.json``, written
+when a shard run finishes; see ``vllm_extract.sharding``), checks the set, and only then writes
+``out``: the records sorted by their global ``index``, in canonical form, so the merged file has
+the lines an unsharded run writes (records carry no shard field: which shard wrote a record is in
+the manifests, and a record's shard follows from its id).
+
+What is checked (every problem is collected and reported together; nothing is written when any
+is found):
+
+- every file has a manifest (a shard without one did not finish: rerun it with ``--resume``);
+- all manifests agree on the shard count, the number of inputs, the inputs digest (the shards
+  read the same inputs) and the run fingerprint; every record carries that fingerprint;
+- every shard ``0 .. N-1`` is given exactly once (a missing shard is named ``shard 2/3``);
+- each file holds as many records as its manifest says, and each record's id hashes to the
+  file's shard;
+- every input position ``0 .. inputs-1`` appears exactly once across all files: a missing
+  document is named by position (and by id and ``source:line`` when the inputs named in the
+  manifests can still be read here), a duplicated one by id, position and the files holding it.
+
+The total number of inputs comes from the manifests, not from the records: only the shard runs
+read the whole input, and the highest index seen cannot reveal documents missing at the end.
+
+Memory: one small tuple per record (position, file, byte offset, length, id); records are
+re-read from their files while writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ..exceptions import OutputError, RecordError, VLLMClientError
+from ..sharding import manifest_path, read_manifest, shard_of
+from .records import Record, parse_record
+from .resume import read_run_settings, write_run_settings
+from .writer import OutputWriter
+
+__all__ = ["MergeError", "MergeResult", "merge_shards"]
+
+logger = logging.getLogger(__name__)
+
+NAMED_AT_MOST = 20  # problems list at most this many documents each, then a count
+_WRITE_BATCH = 1000
+
+
+class MergeError(VLLMClientError):
+    """The shard outputs do not add up to one complete run; ``problems`` lists why (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            f"cannot merge: {len(problems)} problem(s) found; nothing was written",
+            hint="fix or rerun the shards named above, then merge again",
+        )
+        self.problems = problems
+
+
+@dataclass
+class MergeResult:
+    """What a merge wrote: ``records`` lines (``ok`` + ``errors``) from ``shards`` shard files."""
+
+    out: Path
+    records: int
+    ok: int
+    errors: int
+    shards: int
+    inputs_total: int
+    fingerprint: str
+
+
+@dataclass
+class _Entry:
+    index: int
+    file: int
+    offset: int
+    length: int
+    id: str
+
+
+@dataclass
+class _Shard:
+    path: Path
+    manifest: dict[str, Any] | None
+    entries: list[_Entry] = field(default_factory=list)
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:NAMED_AT_MOST])
+    return shown + (f", ... ({len(items) - NAMED_AT_MOST} more)" if len(items) > NAMED_AT_MOST else "")
+
+
+def _scan(path: Path, number: int, problems: list[str]) -> _Shard:
+    """Read a shard output's manifest and index its records (no record is kept in memory)."""
+    shard = _Shard(path, read_manifest(path))
+    if shard.manifest is None:
+        problems.append(
+            f"{path}: no manifest {manifest_path(path).name}: that shard run did not finish "
+            "(rerun it with --resume) or the file is not the output of a run with --shard"
+        )
+    spec = (shard.manifest or {}).get("shard") or {}
+    count = spec.get("count")
+    fingerprint = (shard.manifest or {}).get("fingerprint")
+    wrong_fp: list[str] = []
+    foreign: list[str] = []
+    offset = 0
+    with open(path, "rb") as stream:
+        for line_no, line in enumerate(stream, 1):
+            if not line.endswith(b"\n"):
+                problems.append(f"{path}: line {line_no} is torn (the run was cut while writing)")
+                break
+            try:
+                record = parse_record(line, number=line_no)
+            except RecordError as exc:
+                problems.append(f"{path}: {exc.message}")
+                offset += len(line)
+                continue
+            entry = _Entry(record.index, number, offset, len(line), record.id)
+            offset += len(line)
+            shard.entries.append(entry)
+            if fingerprint is not None and record.fingerprint != fingerprint:
+                wrong_fp.append(f"{entry.id!r} ({record.fingerprint})")
+            if isinstance(count, int) and count > 0 and shard_of(entry.id, count) != spec.get("index"):
+                foreign.append(repr(entry.id))
+    if wrong_fp:
+        problems.append(f"{path}: {len(wrong_fp)} record(s) from another run (fingerprint): {_names(wrong_fp)}")
+    if foreign:
+        problems.append(
+            f"{path}: {len(foreign)} record(s) whose id does not belong to shard "
+            f"{spec.get('index')}/{count}: {_names(foreign)}"
+        )
+    expected = (shard.manifest or {}).get("records")
+    if isinstance(expected, int) and expected != len(shard.entries):
+        problems.append(
+            f"{path}: holds {len(shard.entries)} records but its manifest says {expected}: "
+            "the file changed after the run finished"
+        )
+    return shard
+
+
+def _agree(shards: list[_Shard], key: str, label: str, problems: list[str]) -> Any:
+    """The value all manifests hold for ``key``; a problem naming each file that differs."""
+    values: dict[str, list[str]] = {}
+    for shard in shards:
+        if shard.manifest is not None:
+            value = shard.manifest.get(key)
+            values.setdefault(orjson.dumps(value).decode(), []).append(str(shard.path))
+    if len(values) > 1:
+        listed = "; ".join(f"{value} in {', '.join(files)}" for value, files in values.items())
+        problems.append(f"the shards disagree on {label}: {listed}")
+        return None
+    return orjson.loads(next(iter(values))) if values else None
+
+
+def _missing_names(manifests: list[dict[str, Any]], missing: set[int]) -> dict[int, str] | None:
+    """Names (``'id' (source:line)``) of missing positions, read from the inputs the shards ran on.
+
+    None when those inputs cannot be read here (another machine's paths, stdin) or have changed.
+    """
+    from ..readers import BadInput, Document, iter_documents
+    from ..sharding import ShardFilter, ShardSpec
+
+    first = manifests[0]
+    inputs = first.get("inputs") or []
+    if not inputs or "-" in inputs or not all(os.path.exists(p) for p in inputs):
+        return None
+    try:
+        items = iter_documents(
+            inputs,
+            id_field=first.get("id_field", "id"),
+            text_field=first.get("text_field", "text"),
+            globs=tuple(first.get("globs") or ()),
+        )
+        counter = ShardFilter(items, ShardSpec(0, 1))
+        names: dict[int, str] = {}
+        for item in counter:
+            if isinstance(item, Document | BadInput) and item.index in missing:
+                where = f"{item.source}:{item.line}" if item.line is not None else item.source
+                names[item.index] = f"{item.id!r} ({where})"
+    except Exception as exc:  # noqa: BLE001 - naming is a courtesy; positions are always given
+        logger.warning("could not read the inputs to name missing documents: %s", exc)
+        return None
+    if counter.digest != first.get("inputs_sha256"):
+        logger.warning("the inputs changed since the shards ran: missing documents are named by position only")
+        return None
+    return names
+
+
+def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: bool = False) -> MergeResult:
+    """Check shard outputs (see the module docstring) and write them to ``out`` in input order.
+
+    Raises ``MergeError`` (exit 1) listing every problem found, before writing anything;
+    ``OutputError`` (exit 2) when an input file is missing, ``out`` is one of the inputs, or ``out``
+    exists and ``overwrite`` is false; ``LockHeldError`` (exit 4) when another run writes ``out``.
+    """
+    files = [Path(p) for p in paths]
+    out = Path(out)
+    if not files:
+        raise OutputError("no shard outputs given", hint="e.g. vllm-extract merge out-*.jsonl --out out.jsonl")
+    for path in files:
+        if not path.is_file():
+            raise OutputError(f"shard output {path} does not exist or is not a file")
+        if path.resolve() == out.resolve():
+            raise OutputError(f"--out {out} is also one of the shard outputs", hint="write the merge elsewhere")
+    problems: list[str] = []
+    shards = [_scan(path, number, problems) for number, path in enumerate(files)]
+    counts = _agree([_with(s, "count") for s in shards], "_count", "the shard count", problems)
+    total = _agree(shards, "inputs_total", "the number of inputs", problems)
+    _agree(shards, "inputs_sha256", "the inputs (their digests differ: they read different inputs)", problems)
+    fingerprint = _agree(shards, "fingerprint", "the run fingerprint", problems)
+
+    if isinstance(counts, int):
+        by_index: dict[int, list[str]] = {}
+        for shard in shards:
+            if shard.manifest is not None:
+                by_index.setdefault(int(shard.manifest["shard"]["index"]), []).append(str(shard.path))
+        absent = [i for i in range(counts) if i not in by_index]
+        for i in absent:
+            problems.append(f"shard {i}/{counts} is missing: no finished output of it was given")
+        for i, holders in sorted(by_index.items()):
+            if len(holders) > 1:
+                problems.append(f"shard {i}/{counts} is given {len(holders)} times: {', '.join(holders)}")
+
+    seen: dict[int, list[_Entry]] = {}
+    for shard in shards:
+        for entry in shard.entries:
+            seen.setdefault(entry.index, []).append(entry)
+    duplicated = sorted(i for i, entries in seen.items() if len(entries) > 1)
+    if duplicated:
+        described = []
+        for i in duplicated:
+            entries = seen[i]
+            where = ", ".join(str(files[e.file]) for e in entries)
+            described.append(f"{entries[0].id!r} (position {i}) {len(entries)} times, in {where}")
+        problems.append(f"{len(duplicated)} document(s) appear more than once: {_names(described)}")
+    if isinstance(total, int):
+        beyond = sorted(i for i in seen if not 0 <= i < total)
+        if beyond:
+            problems.append(
+                f"{len(beyond)} record(s) at positions beyond the {total} inputs: {_names([str(i) for i in beyond])}"
+            )
+        missing = sorted(set(range(total)) - set(seen))
+        if missing:
+            manifests = [s.manifest for s in shards if s.manifest is not None]
+            names = _missing_names(manifests, set(missing)) or {}
+            described = [f"{names[i]} at position {i}" if i in names else f"position {i}" for i in missing]
+            problems.append(f"{len(missing)} of {total} document(s) are missing: {_names(described)}")
+    elif not problems:
+        problems.append("no shard manifest gives the number of inputs")
+    if problems:
+        raise MergeError(problems)
+
+    assert isinstance(total, int) and isinstance(fingerprint, str) and isinstance(counts, int)
+    order = sorted((entries[0] for entries in seen.values()), key=lambda e: e.index)
+    ok = errors = 0
+    streams: list[IO[bytes]] = [open(path, "rb") for path in files]  # noqa: SIM115 - closed below
+    try:
+        with OutputWriter(out, overwrite=overwrite) as writer:
+            saved = next((read_run_settings(f) for f in files if read_run_settings(f) is not None), None)
+            if saved is not None and saved[0] == fingerprint:
+                write_run_settings(out, *saved)  # so a later --reuse or --resume can name changed settings
+            batch: list[Record] = []
+            for entry in order:
+                stream = streams[entry.file]
+                stream.seek(entry.offset)
+                record = parse_record(stream.read(entry.length))
+                ok += record.status == "ok"
+                errors += record.status == "error"
+                batch.append(record)
+                if len(batch) >= _WRITE_BATCH:
+                    writer.write(batch)
+                    batch = []
+            writer.write(batch)
+    finally:
+        for stream in streams:
+            stream.close()
+    return MergeResult(out, len(order), ok, errors, counts, total, fingerprint)
+
+
+def _with(shard: _Shard, key: str) -> _Shard:
+    """A view of ``shard`` whose manifest has ``_count`` = its shard count (for ``_agree``)."""
+    if shard.manifest is None:
+        return shard
+    return _Shard(shard.path, {"_count": (shard.manifest.get("shard") or {}).get(key)})

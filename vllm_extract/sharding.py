@@ -1,0 +1,252 @@
+"""Shards: split one job over machines by a stable hash of each document's id.
+
+``run --shard I/N`` keeps the documents of shard ``I`` of ``N`` (0-based: ``0/4`` .. ``3/4``, as
+Slurm array task ids and Kubernetes indexed-job completion indexes count) and writes its own
+output, lock and resume state. Which shard a document belongs to depends only on its id:
+
+    shard_of(id, N) = int.from_bytes(sha256(id as UTF-8)[:8], "big") % N
+
+the same on every machine, Python version and process (Python's ``hash`` is salted per process).
+Documents with the same id always land in the same shard, so ``duplicate_id`` flags match an
+unsharded run's. Records keep their global ``index`` (position in the whole input), which is what
+``vllm-extract merge`` sorts by.
+
+Every shard reads the whole input (it must, to count positions), so every shard sees every item:
+``ShardFilter`` counts them (``inputs_total``) and hashes their identities (``inputs_sha256``). A
+shard that finishes writes ``OUT.shard.json`` (the *manifest*) beside its output; a merge trusts
+the total and the digest only from manifests, so an unfinished shard, or shards run over different
+inputs, cannot merge into a silently incomplete file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .exceptions import ConfigurationError, OutputError, RecordError
+from .output.records import Record, parse_record
+from .output.resume import DoneRecord
+from .output.writer import OutputWriter
+from .readers import BadInput, Document, InputItem, SkippedFile
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_SUFFIX",
+    "ShardFilter",
+    "ShardOutputWriter",
+    "ShardSpec",
+    "manifest_path",
+    "parse_shard",
+    "read_manifest",
+    "remove_manifest",
+    "shard_of",
+    "write_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".shard.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """Shard ``index`` of ``count`` (0 <= index < count)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigurationError(f"shard count must be at least 1, got {self.count}", hint="use --shard I/N")
+        if not 0 <= self.index < self.count:
+            raise ConfigurationError(
+                f"shard {self.index}/{self.count} does not exist: shards are numbered 0 to {self.count - 1}",
+                hint=f"use --shard I/{self.count} with I from 0 to {self.count - 1} (0-based)",
+            )
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def owns(self, doc_id: str) -> bool:
+        """True when the document with this id belongs to this shard."""
+        return shard_of(doc_id, self.count) == self.index
+
+    def as_dict(self) -> dict[str, int]:
+        return {"index": self.index, "count": self.count}
+
+
+def parse_shard(text: str) -> ShardSpec:
+    """``"I/N"`` -> ``ShardSpec(I, N)``; raises ``ConfigurationError`` (exit 2) for anything else."""
+    parts = text.strip().split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigurationError(
+            f"--shard {text!r} is not I/N", hint="e.g. --shard 0/4 for the first of four shards (0-based)"
+        )
+    return ShardSpec(int(parts[0]), int(parts[1]))
+
+
+def shard_of(doc_id: str, count: int) -> int:
+    """The shard (0 .. count-1) of a document id: the first 8 bytes of its SHA-256, modulo ``count``."""
+    digest = hashlib.sha256(doc_id.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def _identity(item: Document | BadInput) -> bytes:
+    """What makes an input item the same on every machine: position, id, source, line, text hash."""
+    text = None
+    if isinstance(item, Document):
+        text = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()
+    return orjson.dumps([item.index, item.id, item.source, item.line, text])
+
+
+class ShardFilter:
+    """Iterates the items of one shard and, on the way, counts and hashes every input item.
+
+    ``total`` (items read, documents and bad inputs, i.e. the input's length) and ``digest`` (hex
+    SHA-256 over every item's identity, in order) are final once the iteration is exhausted
+    (``exhausted`` says so). Skipped files (outside the globs) pass through: every shard lists them.
+    """
+
+    def __init__(self, items: Iterable[InputItem], shard: ShardSpec) -> None:
+        self._items = items
+        self.shard = shard
+        self.total = 0
+        self.kept = 0
+        self.exhausted = False
+        self._hash = hashlib.sha256()
+
+    @property
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+    def __iter__(self) -> Iterator[InputItem]:
+        for item in self._items:
+            if isinstance(item, SkippedFile):
+                yield item
+                continue
+            self.total += 1
+            self._hash.update(_identity(item))
+            if self.shard.owns(item.id):
+                self.kept += 1
+                yield item
+        self.exhausted = True
+
+
+def manifest_path(out: Path | str) -> Path:
+    """Where a shard run's manifest lives: ``OUT.shard.json`` beside ``OUT``."""
+    out = Path(out)
+    return out.with_name(out.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(out: Path | str, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest`` next to ``out`` atomically (temporary file, fsync, rename); return its path.
+
+    Raises ``OutputError`` when it cannot be written.
+    """
+    path = manifest_path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as stream:
+            stream.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the shard manifest {path}: {exc.strerror}") from exc
+    return path
+
+
+def remove_manifest(out: Path | str) -> None:
+    """Remove a manifest left by an earlier run of this output (it is stale until this run finishes)."""
+    path = manifest_path(out)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OutputError(f"cannot remove the stale shard manifest {path}: {exc.strerror}") from exc
+
+
+def read_manifest(out: Path | str) -> dict[str, Any] | None:
+    """The manifest of a shard output, or None when there is none (the shard did not finish).
+
+    Raises ``OutputError`` when it exists but is not a manifest.
+    """
+    path = manifest_path(out)
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise OutputError(f"{path} is not a readable shard manifest: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or "shard" not in data:
+        raise OutputError(f"{path} is not a vllm-extract shard manifest (format {MANIFEST_FORMAT})")
+    return data
+
+
+class ShardOutputWriter(OutputWriter):
+    """The output of one shard: ``OutputWriter`` whose records keep their global ``index``.
+
+    A shard's positions increase but skip the other shards' documents, so the order rule differs
+    from ``OutputWriter``'s (line ``n`` holds index ``n - 1``): on resume each record's index must be
+    above the one before it and its id must belong to ``shard``; anything else is a damaged file
+    (``OutputError``, exit 2, file left as it was). Lock, torn-tail repair, record contract and
+    durability are ``OutputWriter``'s.
+    """
+
+    def __init__(self, path: Path | str, shard: ShardSpec, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.shard = shard
+
+    def _scan_existing(self) -> None:
+        # Mirrors OutputWriter._scan_existing with the shard's order rule.
+        good_end = 0
+        done: dict[int, DoneRecord] = {}
+        errors = 0
+        previous = -1
+        with open(self.path, "rb") as stream:
+            for number, line in enumerate(stream, 1):
+                if not line.endswith(b"\n"):
+                    break  # only the last line can lack its newline: a torn write
+                try:
+                    record = parse_record(line, number=number)
+                except RecordError as exc:
+                    raise self._damaged(number, exc.message) from exc
+                if record.index <= previous:
+                    raise self._damaged(
+                        number, f"it holds index {record.index} after index {previous} (records come in input order)"
+                    )
+                if not self.shard.owns(record.id):
+                    raise self._damaged(
+                        number,
+                        f"its id {record.id!r} belongs to shard "
+                        f"{shard_of(record.id, self.shard.count)}/{self.shard.count}, not {self.shard}",
+                    )
+                previous = record.index
+                done[record.index] = DoneRecord.of(record, number)
+                errors += record.status == "error"
+                good_end += len(line)
+        self.done, self.done_errors = done, errors
+        size = self.path.stat().st_size
+        if good_end < size:
+            self.repaired_bytes = size - good_end
+            logger.warning("cutting %d bytes of torn output at the end of %s", self.repaired_bytes, self.path)
+            with open(self.path, "r+b") as stream:
+                stream.truncate(good_end)
+                stream.flush()
+                os.fsync(stream.fileno())
+
+    def _validated(self, record: Mapping[str, Any] | Record, position: int) -> Record:
+        # A shard's record sits at its global index, not at its line: check it against itself.
+        data = record.to_dict() if isinstance(record, Record) else record
+        index = data.get("index")
+        own = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else position
+        return super()._validated(record, own)
