@@ -162,6 +162,10 @@ def test_plan_counts_chunks_and_bad_inputs(tmp_path, tiny_model_path):
     assert data["documents"] == 8 and data["exact_tokens"] is True  # a + 4 texts, a PDF, a DOCX, an HTML page
     assert [b["kind"] for b in data["bad_inputs"]] == ["malformed_json"]
     assert data["chunks"] >= 5 and data["max_model_len"] == 8192
+    # Issue 15: plan counts the pages of converted documents without the engine.
+    pages = {d["id"].rsplit("/", 1)[-1]: d.get("pages") for d in data["per_document"]}
+    assert pages["court-opinion.pdf"] >= 2 and pages["supply-agreement.docx"] >= 1 and pages["news-item.html"] == 1
+    assert data["pages"] == sum(p for p in pages.values() if p)
     assert data["largest_prompt_tokens"] <= 8191
 
 

@@ -496,9 +496,11 @@ def _vllm_version() -> str | None:
 
 @dataclass
 class PlanResult:
-    """What a run would do, without loading an engine."""
+    """What a run would do, without loading an engine. ``pages``: pages of the converted documents
+    (PDF, DOCX, HTML); ``per_document`` entries carry ``pages`` for those."""
 
     documents: int = 0
+    pages: int = 0
     bad_inputs: list[dict[str, Any]] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     chunks: int = 0
@@ -549,5 +551,9 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
             result.chunks += len(prepared)
             result.prompt_tokens += sum(tokens)
             result.largest_prompt_tokens = max([result.largest_prompt_tokens, *tokens])
-            result.per_document.append({"id": item.id, "chunks": len(prepared), "prompt_tokens": sum(tokens)})
+            entry: dict[str, Any] = {"id": item.id, "chunks": len(prepared), "prompt_tokens": sum(tokens)}
+            if item.pages is not None:
+                entry["pages"] = len(item.pages)
+                result.pages += len(item.pages)
+            result.per_document.append(entry)
     return result

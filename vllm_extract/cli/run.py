@@ -285,7 +285,9 @@ def plan(
             f"documents: {result.documents}   bad inputs: {len(result.bad_inputs)}   "
             f"skipped files: {len(result.skipped_files)}"
         )
-        out.print(f"chunks: {result.chunks}   prompt tokens: {result.prompt_tokens} ({label}, {result.tokenizer})")
+        pages = f"   pages (PDF/DOCX/HTML): {result.pages}" if result.pages else ""
+        tokens = f"prompt tokens: {result.prompt_tokens} ({label}, {result.tokenizer})"
+        out.print(f"chunks: {result.chunks}{pages}   {tokens}")
         out.print(
             f"largest prompt: {result.largest_prompt_tokens} tokens   chunk size: {result.chunk_tokens}   "
             f"context: {result.max_model_len}"
