@@ -60,8 +60,8 @@ def command_line() -> str:
     shown = ["python"]
     for arg in argv[1:]:
         path = Path(arg)
-        if path.is_absolute() and path.resolve().is_relative_to(root):
-            arg = str(path.resolve().relative_to(root))
+        if path.is_absolute():
+            arg = str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else "DIR"
         shown.append(arg)
     return shlex.join(shown)
 
@@ -169,6 +169,7 @@ def carried_rows(results: Path, measured: set[int]) -> list[tuple[int, str, str]
             if "(earlier run" not in cells[2]:
                 cells[2] = f" {cells[2].strip()} (earlier run, {date}) "
             prefix = f"- **{number}. "
-            details = next((d for d in text.splitlines() if d.startswith(prefix)), "")
+            section = text.split("## Details", 1)[-1]
+            details = next((d for d in section.splitlines() if d.startswith(prefix)), "")
             out.append((number, "|".join(cells), details))
     return out
