@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,6 +136,15 @@ class SettingsFlags:
     dp: int | None = None
     keep_ungrounded: bool = False
     servers: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SettingsFlags:
+        """The flags among a command's options (its ``locals()``), by field name; ``server``
+        (repeatable ``--server``) becomes ``servers``. Options that are not settings are ignored."""
+        values = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+        values["servers"] = list(options.get("server") or ())
+        values["keep_ungrounded"] = bool(options.get("keep_ungrounded"))
+        return cls(**values)
 
     def overrides(self) -> dict[str, Any]:
         from ..config import load_entity_types_file

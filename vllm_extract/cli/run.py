@@ -135,28 +135,8 @@ def run(
     The engine's own output (warnings, loading bars) goes to OUT.engine.log unless --verbose.
     Example: vllm-extract run docs/ --out entities.jsonl --model tiny
     """
+    flags = SettingsFlags.from_options(locals())  # first: locals() is then only the options
     _setup_logging(verbose, quiet)
-    flags = SettingsFlags(
-        model=model,
-        types=types,
-        types_file=types_file,
-        chunk_tokens=chunk_tokens,
-        overlap=overlap,
-        max_tokens=max_tokens,
-        max_model_len=max_model_len,
-        id_field=id_field,
-        text_field=text_field,
-        glob=glob,
-        decoding=decoding,
-        mentions=mentions,
-        window_chunks=window_chunks,
-        concurrency=concurrency,
-        gpu_memory_utilization=gpu_memory_utilization,
-        tp=tp,
-        dp=dp,
-        keep_ungrounded=keep_ungrounded,
-        servers=list(server or ()),
-    )
     if engine == "ray" and ray_address is None:
         ray_address = os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, for --engine ray only
     engine_log = None if verbose else out.with_name(out.name + ".engine.log")
@@ -249,23 +229,10 @@ def plan(
 
     Loads no engine. Example: vllm-extract plan docs/ --model tiny
     """
+    flags = SettingsFlags.from_options(locals())  # first: locals() is then only the options
     _setup_logging(False, False)
     from ..runner import plan_job
 
-    flags = SettingsFlags(
-        model=model,
-        types=types,
-        types_file=types_file,
-        chunk_tokens=chunk_tokens,
-        overlap=overlap,
-        max_tokens=max_tokens,
-        max_model_len=max_model_len,
-        id_field=id_field,
-        text_field=text_field,
-        glob=glob,
-        decoding=decoding,
-        mentions=mentions,
-    )
     try:
         settings = _settings(config, flags)
         result = plan_job(inputs, settings)
