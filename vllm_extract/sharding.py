@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from .exceptions import ConfigurationError, OutputError, RecordError
-from .output.records import Record, parse_record
+from .exceptions import ConfigurationError, OutputError
+from .output.records import Record
 from .output.resume import DoneRecord
 from .output.writer import OutputWriter
 from .readers import BadInput, Document, InputItem, SkippedFile
@@ -206,43 +206,16 @@ class ShardOutputWriter(OutputWriter):
         super().__init__(path, **kwargs)
         self.shard = shard
 
-    def _scan_existing(self) -> None:
-        # Mirrors OutputWriter._scan_existing with the shard's order rule.
-        good_end = 0
-        done: dict[int, DoneRecord] = {}
-        errors = 0
-        previous = -1
-        with open(self.path, "rb") as stream:
-            for number, line in enumerate(stream, 1):
-                if not line.endswith(b"\n"):
-                    break  # only the last line can lack its newline: a torn write
-                try:
-                    record = parse_record(line, number=number)
-                except RecordError as exc:
-                    raise self._damaged(number, exc.message) from exc
-                if record.index <= previous:
-                    raise self._damaged(
-                        number, f"it holds index {record.index} after index {previous} (records come in input order)"
-                    )
-                if not self.shard.owns(record.id):
-                    raise self._damaged(
-                        number,
-                        f"its id {record.id!r} belongs to shard "
-                        f"{shard_of(record.id, self.shard.count)}/{self.shard.count}, not {self.shard}",
-                    )
-                previous = record.index
-                done[record.index] = DoneRecord.of(record, number)
-                errors += record.status == "error"
-                good_end += len(line)
-        self.done, self.done_errors = done, errors
-        size = self.path.stat().st_size
-        if good_end < size:
-            self.repaired_bytes = size - good_end
-            logger.warning("cutting %d bytes of torn output at the end of %s", self.repaired_bytes, self.path)
-            with open(self.path, "r+b") as stream:
-                stream.truncate(good_end)
-                stream.flush()
-                os.fsync(stream.fileno())
+    def _out_of_place(self, record: Record, number: int, done: dict[int, DoneRecord]) -> str | None:
+        previous = next(reversed(done), -1)  # the last record read (indexes increase)
+        if record.index <= previous:
+            return f"it holds index {record.index} after index {previous} (records come in input order)"
+        if not self.shard.owns(record.id):
+            return (
+                f"its id {record.id!r} belongs to shard "
+                f"{shard_of(record.id, self.shard.count)}/{self.shard.count}, not {self.shard}"
+            )
+        return None
 
     def _validated(self, record: Mapping[str, Any] | Record, position: int) -> Record:
         # A shard's record sits at its global index, not at its line: check it against itself.

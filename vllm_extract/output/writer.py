@@ -163,10 +163,9 @@ class OutputWriter:
                     record = parse_record(line, number=number)
                 except RecordError as exc:
                     raise self._damaged(number, exc.message) from exc
-                if record.index != number - 1:
-                    raise self._damaged(
-                        number, f"it holds index {record.index}, expected {number - 1} (one record per input, in order)"
-                    )
+                out_of_place = self._out_of_place(record, number, done)
+                if out_of_place:
+                    raise self._damaged(number, out_of_place)
                 done[record.index] = DoneRecord.of(record, number)
                 errors += record.status == "error"
                 good_end += len(line)
@@ -179,6 +178,13 @@ class OutputWriter:
                 stream.truncate(good_end)
                 stream.flush()
                 os.fsync(stream.fileno())
+
+    def _out_of_place(self, record: Record, number: int, done: dict[int, DoneRecord]) -> str | None:
+        """Why ``record``, read at line ``number`` after the records in ``done``, is out of place
+        (None when it is where it belongs): line ``n`` holds index ``n - 1``."""
+        if record.index != number - 1:
+            return f"it holds index {record.index}, expected {number - 1} (one record per input, in order)"
+        return None
 
     def _damaged(self, number: int, why: str) -> OutputError:
         return OutputError(
