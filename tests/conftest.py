@@ -28,11 +28,21 @@ TEST_MAX_TOKENS = 96
 
 
 def engine_config(model: str | Path, **changes: object) -> VLLMConfig:
-    """The engine settings every test engine uses (1 GiB of KV cache on the CPU backend)."""
+    """The engine settings every test engine uses (1 GiB of KV cache on the CPU backend).
+
+    Prefix caching is off: the session's one engine serves hundreds of tests, and a prompt whose
+    KV blocks come from the cache (computed earlier, in another batch) can differ in the last bits
+    from one computed afresh, enough to flip a low-margin greedy choice of the tiny model. CI saw
+    it once: two runs of the same job on the warm engine differed at one PDF. vLLM promises
+    identical results only for identical batches (docs.vllm.ai, "Reproducibility"); with no
+    cache state carried between runs, the tests that compare runs (same job twice, Ray against a
+    local run) compare identical batches. A CLI run starts a fresh engine, so this does not arise.
+    """
     values: dict[str, object] = {
         "model": str(model),
         "max_completion_tokens": TEST_MAX_TOKENS,
         "kv_cache_memory_bytes": 1 << 30,
+        "enable_prefix_caching": False,
     }
     values.update(changes)
     return VLLMConfig(**values)  # type: ignore[arg-type]
