@@ -110,6 +110,21 @@ def test_bad_config_key_exits_2_naming_it(tmp_path):
     assert "chunk_size" in result.output
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--types", ""], "entity_types is empty"),
+        (["--text-field", ""], "text_field"),
+        (["--id-field", " "], "id_field"),
+    ],
+)
+def test_empty_flag_values_are_errors_not_defaults(tmp_path, flags, named):
+    # `--types ''` used to run with the default types (same fingerprint), `--text-field ''` to
+    # make every line a missing_text record.
+    result = runner.invoke(app, ["plan", str(tmp_path), "--model", "tiny", *flags])
+    assert result.exit_code == 2 and named in result.output, result.output
+
+
 def test_models_prepare_twice_is_idempotent(tiny_model_path):
     first = runner.invoke(app, ["models", "prepare", "tiny"])
     second = runner.invoke(app, ["models", "prepare", "tiny"])

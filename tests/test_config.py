@@ -210,6 +210,10 @@ def test_unknown_override(tmp_path: Path) -> None:
         ("model = 5\n", None, "model"),
         ('enable_prefix_caching = "perhaps"\n', None, "enable_prefix_caching"),
         ("enable_prefix_caching = 1\n", None, "enable_prefix_caching"),
+        ('[extract]\nid_field = ""\n', None, "id_field"),
+        (None, {"VLLM_EXTRACT_TEXT_FIELD": " "}, "text_field"),
+        ('[extract]\nid_field = "body"\ntext_field = "body"\n', None, "text_field"),
+        ('[extract]\nglobs = [""]\n', None, "globs"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str | None, env: dict | None, key: str) -> None:

@@ -142,6 +142,20 @@ def test_line_exactly_at_limit_is_read(tmp_path: Path) -> None:
     assert isinstance(items[1], BadInput) and items[1].kind == "line_too_long" and items[1].line == 2
 
 
+def test_a_bom_does_not_count_toward_the_first_lines_limit(tmp_path: Path) -> None:
+    # A BOM used to be stripped from the limit + 1 bytes read, so an over-long first line looked
+    # short, was parsed cut, and its tail became a second record, shifting every later index.
+    long_line = json.dumps({"id": "a", "text": "Alpha one two three four five six seven."}).encode()
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + long_line + b'\n{"id": "b", "text": "Beta."}\n')
+    items = _items(path, max_line_bytes=40)
+    assert [(type(i), i.line, i.index) for i in items] == [(BadInput, 1, 0), (Document, 2, 1)]
+    assert items[0].kind == "line_too_long" and items[1].id == "b"
+    exact = tmp_path / "exact.jsonl"  # a first line exactly at the limit, after its BOM, is read
+    exact.write_bytes(b"\xef\xbb\xbf" + long_line + b"\n")
+    assert [i.id for i in _items(exact, max_line_bytes=len(long_line))] == ["a"]
+
+
 def test_long_last_line_without_newline(tmp_path: Path) -> None:
     path = tmp_path / "tail.jsonl"
     path.write_bytes(b'{"text": "a"}\n' + b'{"text": "' + b"z" * 3000 + b'"}')
@@ -486,6 +500,13 @@ def test_file_with_only_a_bom_or_whitespace_is_empty(tmp_path: Path, data: bytes
     path.write_bytes(data)
     (bad,) = _items(path)
     assert isinstance(bad, BadInput) and bad.kind == "empty"
+
+
+@pytest.mark.parametrize("name", ["zero.pdf", "zero.docx", "zero.html"])
+def test_a_zero_byte_file_of_any_format_is_empty(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).touch()
+    (bad,) = _items(tmp_path / name)
+    assert isinstance(bad, BadInput) and bad.kind == "empty", bad  # not corrupt / not_a_zip
 
 
 def test_jsonl_text_of_only_unicode_spaces_is_empty_text(tmp_path: Path) -> None:

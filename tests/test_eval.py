@@ -254,7 +254,7 @@ def test_load_predictions_reads_run_records(tmp_path):
 
 def test_load_predictions_errors(tmp_path):
     dup = write_jsonl(tmp_path / "d.jsonl", [{"id": "x", "status": "ok"}, {"id": "y"}, {"id": "x"}])
-    with pytest.raises(InputError, match=r"duplicate ids in predictions: 'x' on lines 1, 3"):
+    with pytest.raises(InputError, match=r"duplicate ids in the predictions: 'x' on lines 1, 3"):
         load_predictions(dup)
     bad = write_jsonl(tmp_path / "b.jsonl", [{"id": "x", "status": "done"}])
     with pytest.raises(InputError, match=r"b.jsonl:1: document 'x': unknown status 'done'"):
@@ -381,7 +381,7 @@ def test_cli_eval_bad_pred_and_bad_gold_name_the_line(pair, tmp_path):
     with p.open("a", encoding="utf-8") as fh:
         fh.write('{"id": "d1", "status": "ok"}\n')
     result = runner.invoke(app, ["eval", str(p), "--gold", str(g)])
-    assert result.exit_code == 2 and "duplicate ids in predictions: 'd1' on lines 1, 3" in result.stderr
+    assert result.exit_code == 2 and "duplicate ids in the predictions: 'd1' on lines 1, 3" in result.stderr
     bad_gold = write_jsonl(
         tmp_path / "bad.jsonl", [{"id": "x", "text": "Ann", "entities": [{"type": "P", "start": 1, "end": 9}]}]
     )

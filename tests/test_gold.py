@@ -97,7 +97,7 @@ def test_duplicate_gold_ids_are_named_with_their_lines(tmp_path):
     records = [{"id": "a"}, {"id": "b"}, {"id": "a"}, {"id": "c"}, {"id": "b"}, {"id": "a"}]
     with pytest.raises(InputError) as info:
         load_gold(write_jsonl(tmp_path / "g.jsonl", records))
-    assert "duplicate gold ids: 'a' on lines 1, 3, 6; 'b' on lines 2, 5" in str(info.value)
+    assert "duplicate ids in the gold file: 'a' on lines 1, 3, 6; 'b' on lines 2, 5" in str(info.value)
 
 
 def test_missing_gold_file_is_an_input_error(tmp_path):
@@ -173,6 +173,18 @@ def test_per_sentence_and_no_docstart(tmp_path):
         ("plain-1", "Ann sang", (GoldSpan("PER", 0, 3),)),
         ("plain-2", "in Oslo", (GoldSpan("LOC", 3, 7),)),
     ]
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    # Files saved by Windows editors open with a BOM; it used to hide the first -DOCSTART- and
+    # shift every offset of the first document by one.
+    path = tmp_path / "bom.conll"
+    path.write_bytes(b"\xef\xbb\xbf-DOCSTART- -X- O\n\nJohn B-PER\nlives O\n")
+    assert [(d.text, d.entities) for d in read_conll(path)] == [("John lives", (GoldSpan("PER", 0, 4),))]
+    gold = tmp_path / "bom.jsonl"
+    line = b'{"id": "a", "text": "John lives", "entities": [{"type": "PER", "start": 0, "end": 4}]}\n'
+    gold.write_bytes(b"\xef\xbb\xbf" + line)
+    assert list(load_gold(gold)) == ["a"]
 
 
 def test_io_tags_and_an_entity_at_sentence_end(tmp_path):

@@ -187,6 +187,24 @@ def test_a_record_in_two_shard_files_is_named(shards, tmp_path):
     assert "its manifest says" in problems
 
 
+def test_a_damaged_manifest_is_named_not_a_traceback(shards, tmp_path):
+    outs = shards.copy_to(tmp_path)
+    manifest = orjson.loads(manifest_path(outs[2]).read_bytes())
+    for shard in ("2/3", {"index": "x", "count": 3}, {"index": 3, "count": 3}):
+        manifest_path(outs[2]).write_bytes(orjson.dumps(manifest | {"shard": shard}))
+        result = runner.invoke(app, ["merge", *map(str, outs), "--out", str(tmp_path / "m.jsonl")])
+        assert result.exit_code == 2 and "damaged shard manifest" in result.output, result.output
+    assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_an_existing_merge_output_needs_overwrite(shards, tmp_path):
+    merged = tmp_path / "m.jsonl"
+    merged.write_text("keep me\n")
+    result = runner.invoke(app, ["merge", *map(str, shards.outs), "--out", str(merged)])
+    assert result.exit_code == 2 and "--overwrite" in result.output and "--resume" not in result.output
+    assert merged.read_text() == "keep me\n"
+
+
 def test_unfinished_shard_is_refused_then_resumed(shards, tmp_path, tiny_model_path):
     outs = shards.copy_to(tmp_path)
     stop = threading.Event()

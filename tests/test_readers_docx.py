@@ -115,7 +115,7 @@ def test_empty_docx_is_empty(tmp_path: Path) -> None:
         (b"{\\rtf1\\ansi Hello}", "not_a_zip", "RTF"),
         (b"<html><body>Hello</body></html>", "not_a_zip", "HTML"),
         (b"plain words", "not_a_zip", "not a ZIP container"),
-        (b"", "not_a_zip", "not a ZIP container"),
+        (b"", "empty", "0 bytes"),  # empty, as any file of 0 bytes
     ],
 )
 def test_docx_that_is_not_a_zip(tmp_path: Path, data: bytes, kind: str, words: str) -> None:

@@ -321,6 +321,16 @@ def test_cli_writes_one_self_contained_page(tmp_path: Path) -> None:
     assert re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=", html) is None  # nothing loads from outside
     assert runner.invoke(app, ["review", str(out), "--out", str(out)]).exit_code == 2  # never over the records
     assert runner.invoke(app, ["review", str(tmp_path / "nope.jsonl"), "--out", str(page)]).exit_code == 2
+    # An existing page is replaced only with --overwrite; an input the page is made from, never.
+    page.write_text("earlier page")
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "already exists" in refused.output and page.read_text() == "earlier page"
+    assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0 and page.read_text().startswith("<!doctype")
+    source = tmp_path / "inputs.jsonl"
+    source.write_bytes((EXAMPLES / "documents.jsonl").read_bytes())
+    over_input = runner.invoke(app, ["review", str(out), "--inputs", str(source), "--out", str(source), "--overwrite"])
+    assert over_input.exit_code == 2 and "is an input file" in over_input.output
+    assert source.read_bytes() == (EXAMPLES / "documents.jsonl").read_bytes()
 
 
 def test_write_review_refuses_a_missing_output_folder(tmp_path: Path) -> None:

@@ -172,9 +172,20 @@ def test_shard_writer_refuses_records_out_of_order(tmp_path):
 def test_manifest_round_trip_and_removal(tmp_path):
     out = tmp_path / "out.jsonl"
     assert read_manifest(out) is None
-    path = write_manifest(out, {"format": 1, "shard": {"index": 0, "count": 2}, "inputs_total": 5})
+    manifest = {
+        "format": 1,
+        "shard": {"index": 0, "count": 2},
+        "inputs_total": 5,
+        "inputs_sha256": "ab",
+        "fingerprint": "cd",
+        "id_field": "id",
+        "text_field": "text",
+        "inputs": ["docs"],
+        "globs": ["*.txt"],
+    }
+    path = write_manifest(out, manifest)
     assert path == manifest_path(out) == tmp_path / "out.jsonl.shard.json"
-    assert read_manifest(out) == {"format": 1, "shard": {"index": 0, "count": 2}, "inputs_total": 5}
+    assert read_manifest(out) == manifest
     assert not list(tmp_path.glob("*.tmp"))
     remove_manifest(out)
     remove_manifest(out)  # twice is fine

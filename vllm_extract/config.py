@@ -192,6 +192,17 @@ class ExtractionConfig:
             raise ConfigurationError(f"decoding must be grounded or schema, got {self.decoding!r}")
         if self.mentions not in ("listed", "all"):
             raise ConfigurationError(f"mentions must be listed or all, got {self.mentions!r}")
+        for name in ("id_field", "text_field"):
+            if not getattr(self, name).strip():
+                raise ConfigurationError(f"{name} is empty", hint=f"name a JSONL field, e.g. {name} = {name[:-6]!r}")
+        if self.id_field == self.text_field:
+            raise ConfigurationError(
+                f"id_field and text_field are both {self.id_field!r}", hint="name two different fields"
+            )
+        if not self.globs or not all(g.strip() for g in self.globs):
+            raise ConfigurationError(
+                f"globs must be non-empty patterns, got {list(self.globs)}", hint="e.g. --glob '*.txt'"
+            )
         for name in ("max_entities_per_chunk", "max_entity_chars", "window_chunks", "max_line_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")

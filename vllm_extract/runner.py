@@ -27,6 +27,7 @@ from .exceptions import (
     OutputError,
 )
 from .output import OutputWriter, ResumeGuard, ReuseIndex
+from .output.paths import check_written_paths
 from .output.report import write_metrics, write_report
 from .output.resume import check_resume
 from .pipeline import ExtractionPipeline, RunSummary, text_sha256
@@ -296,6 +297,7 @@ async def run_job(
     opened, and what ``open_run`` raises; per-document problems become error records.
     """
     options = options or RunOptions()
+    check_run_paths(inputs, out, settings, options)
     started = time.time()
     shard = ShardSpec(*options.shard) if options.shard is not None else None
     # Open the output (lock, resume scan) before loading any model: fail fast.
@@ -377,6 +379,27 @@ async def run_job(
     if options.metrics_path:
         write_metrics(options.metrics_path, report)
     return RunResult(summary, stats, exit_code, report)
+
+
+def check_run_paths(inputs: Sequence[str], out: Path, settings: Settings, options: RunOptions) -> None:
+    """Refuse, before anything is read or loaded, output paths that cannot be written or would
+    destroy an input (``--out``, ``--errors``, ``--report``, ``--metrics-file``, ``--texts``; see
+    ``output.paths``). Raises ``OutputError``."""
+    written = {
+        "--out": out,
+        "--errors": options.errors_path,
+        "--report": options.report_path,
+        "--metrics-file": options.metrics_path,
+    }
+    if options.engine_log is not None:
+        written["the engine log"] = options.engine_log
+    check_written_paths(
+        written,
+        inputs=inputs,
+        globs=settings.extraction.globs,
+        read=options.reuse,
+        texts_dir=options.texts_dir,
+    )
 
 
 def _open_output(out: Path, options: RunOptions, shard: ShardSpec | None) -> OutputWriter:

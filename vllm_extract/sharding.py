@@ -189,7 +189,35 @@ def read_manifest(out: Path | str) -> dict[str, Any] | None:
         raise OutputError(f"{path} is not a readable shard manifest: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or "shard" not in data:
         raise OutputError(f"{path} is not a vllm-extract shard manifest (format {MANIFEST_FORMAT})")
+    wrong = _manifest_problem(data)
+    if wrong:
+        raise OutputError(
+            f"{path} is a damaged shard manifest: {wrong}", hint="rerun that shard with --overwrite to write it again"
+        )
     return data
+
+
+def _manifest_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a manifest's fields (the ones ``merge`` relies on), or None."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    shard = data["shard"]
+    if not (isinstance(shard, dict) and count(shard.get("index")) and count(shard.get("count"))):
+        return f"'shard' must be {{\"index\": I, \"count\": N}} with whole numbers, not {shard!r}"
+    if shard["index"] >= shard["count"]:
+        return f"shard index {shard['index']} is not below the count {shard['count']}"
+    if not count(data.get("inputs_total")):
+        return "'inputs_total' must be a whole number"
+    for key in ("inputs_sha256", "fingerprint", "id_field", "text_field"):
+        if not isinstance(data.get(key), str):
+            return f"{key!r} must be a string"
+    for key in ("inputs", "globs"):
+        value = data.get(key)
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return f"{key!r} must be a list of strings"
+    return None
 
 
 class ShardOutputWriter(OutputWriter):

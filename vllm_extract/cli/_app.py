@@ -149,7 +149,7 @@ class SettingsFlags:
     def overrides(self) -> dict[str, Any]:
         from ..config import load_entity_types_file
 
-        entity_types: Any = self.types or None
+        entity_types: Any = self.types  # "" is given, and empty: an error, not the default types
         if self.types_file is not None:
             entity_types = load_entity_types_file(self.types_file)
         values: dict[str, Any] = {
@@ -201,6 +201,18 @@ class engine_output_to:
         self._terminal: Any = None
         self._previous_err_file: Any = None
         self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._header_end: int | None = None
+
+    @property
+    def wrote(self) -> bool:
+        """Whether anything reached the log after this run's header line (False when nothing was
+        redirected): only then is the log worth naming in an error."""
+        if self.path is None or self._header_end is None:
+            return False
+        try:
+            return self.path.stat().st_size > self._header_end
+        except OSError:
+            return False
 
     def __enter__(self) -> Console:
         if self.path is None or not _is_fd(sys.stderr, 2) or not _is_fd(sys.stdout, 1):
@@ -211,6 +223,7 @@ class engine_output_to:
         log_fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         os.write(log_fd, f"== vllm-extract run started {stamp} (pid {os.getpid()})\n".encode())
+        self._header_end = os.fstat(log_fd).st_size
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)

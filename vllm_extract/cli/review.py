@@ -11,7 +11,10 @@ from ..exceptions import VLLMClientError
 from ._app import ConfigOpt, GlobOpt, IdFieldOpt, SettingsFlags, TextFieldOpt, _fail, _settings, app, err
 
 
-@app.command(epilog="Exit codes: 0 page written; 2 unreadable records, inputs or gold, or a text hash mismatch.")
+@app.command(
+    epilog="Exit codes: 0 page written; 2 unreadable records, inputs or gold, a text hash mismatch, or an "
+    "--out that exists (without --overwrite) or is a file the page is made from."
+)
 def review(
     records: Annotated[Path, typer.Argument(help="The run's output JSONL (its --out).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write (self-contained, works offline).")],
@@ -23,6 +26,7 @@ def review(
         Path | None, typer.Option("--gold", help="Gold JSONL: mark matches, false positives and missed spans.")
     ] = None,
     types: Annotated[str | None, typer.Option("--types", help="Show only these entity types: PERSON,DATE,...")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     id_field: IdFieldOpt = None,
     text_field: TextFieldOpt = None,
     glob: GlobOpt = None,
@@ -50,6 +54,7 @@ def review(
             text_field=ext.text_field,
             globs=ext.globs,
             max_line_bytes=ext.max_line_bytes,
+            overwrite=overwrite,
         )
     except VLLMClientError as exc:
         raise _fail(exc) from None

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ..exceptions import VLLMClientError
 from ..progress import RunDisplay
-from ..runner import RunOptions, run_job
+from ..runner import RunOptions, check_run_paths, run_job
 from ..sharding import parse_shard
 from ._app import (
     EXIT_CODES_HELP,
@@ -140,6 +140,7 @@ def run(
     if engine == "ray" and ray_address is None:
         ray_address = os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, for --engine ray only
     engine_log = None if verbose else out.with_name(out.name + ".engine.log")
+    captured = engine_output_to(engine_log)
     stop = threading.Event()
     received: list[int] = []
     try:
@@ -164,13 +165,14 @@ def run(
             reuse=list(reuse or ()),
             texts_dir=texts,
         )
-        with engine_output_to(engine_log) as terminal:
+        check_run_paths(inputs, out, settings, options)  # before the engine log is opened beside --out
+        with captured as terminal:
             display = RunDisplay(terminal, quiet=quiet, log_interval=log_interval)
             options.subscribers = [display]
             with _stop_on_signals(stop, received), display:
                 result = asyncio.run(run_job(inputs, out, settings, options))
     except VLLMClientError as exc:
-        if engine_log is not None and engine_log.exists() and engine_log.stat().st_size:
+        if captured.wrote:
             err.print(f"the engine's own output is in {engine_log}", highlight=False)
         raise _fail(exc) from None
     if received:

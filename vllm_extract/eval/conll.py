@@ -66,7 +66,7 @@ def read_conll(path: Path, *, id_prefix: str | None = None, per_sentence: bool =
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a leading BOM is not text
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read CoNLL file {path}: {exc}", hint="expected a UTF-8 text file") from None
     prefix = id_prefix if id_prefix is not None else path.stem

@@ -15,16 +15,26 @@ Any other field is ignored (so a gold file is also valid ``run`` input: only ``t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 import orjson
 
 from ..exceptions import InputError
 
-__all__ = ["GoldDocument", "GoldSpan", "iter_jsonl", "load_gold", "parse_gold_document", "write_gold"]
+__all__ = [
+    "GoldDocument",
+    "GoldSpan",
+    "iter_jsonl",
+    "load_by_id",
+    "load_gold",
+    "parse_gold_document",
+    "write_gold",
+]
+
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -62,22 +72,48 @@ def load_gold(path: Path) -> dict[str, GoldDocument]:
     range or (with ``text``) does not match its own ``"text"``; and, naming every one of them, when
     ids repeat.
     """
+    return load_by_id(
+        path,
+        lambda record, line, where: parse_gold_document(record, line=line, where=where),
+        what="gold file",
+        hint="every gold document needs its own id",
+    )
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def line(self) -> int: ...
+
+
+_T = TypeVar("_T", bound=_Identified)
+
+
+def load_by_id(
+    path: Path | str, parse: Callable[[dict[str, Any], int, str], _T], *, what: str, hint: str
+) -> dict[str, _T]:
+    """Read a JSONL file of documents keyed by id (gold, or a run's output); return ``{id: doc}``
+    in file order. ``parse(record, line, "path:line")`` validates one line. A leading UTF-8 BOM is
+    skipped, as are blank lines. Raises ``InputError`` when the file cannot be read (naming
+    ``what``), for a bad line (naming it), and, naming every one of them, when ids repeat."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes().removeprefix(_BOM)
     except OSError as exc:
-        raise InputError(f"cannot read gold file {path}: {exc.strerror or exc}", hint="check the path") from None
-    documents: dict[str, GoldDocument] = {}
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}", hint="check the path") from None
+    documents: dict[str, _T] = {}
     duplicates: dict[str, list[int]] = {}
     for line_no, record in iter_jsonl(raw.splitlines(), path):
-        doc = parse_gold_document(record, line=line_no, where=f"{path}:{line_no}")
+        doc = parse(record, line_no, f"{path}:{line_no}")
         if doc.id in documents:
             duplicates.setdefault(doc.id, [documents[doc.id].line]).append(line_no)
             continue
         documents[doc.id] = doc
     if duplicates:
         named = "; ".join(f"{i!r} on lines {', '.join(map(str, lines))}" for i, lines in duplicates.items())
-        raise InputError(f"{path}: duplicate gold ids: {named}", hint="every gold document needs its own id")
+        raise InputError(f"{path}: duplicate ids in the {what}: {named}", hint=hint)
     return documents
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from ..exceptions import InputError
-from .gold import iter_jsonl
+from .gold import load_by_id
 
 __all__ = ["PredDocument", "PredEntity", "load_predictions"]
 
@@ -50,25 +50,7 @@ def load_predictions(path: Path) -> dict[str, PredDocument]:
     JSON object, an id is missing, ``status`` is unknown or an entity is malformed (a grounded
     entity needs ``0 <= start < end``); and, naming every one of them, when ids repeat.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(
-            f"cannot read predictions {path}: {exc.strerror or exc}", hint="pass a `vllm-extract run` output file"
-        ) from None
-    docs: dict[str, PredDocument] = {}
-    duplicates: dict[str, list[int]] = {}
-    for line_no, record in iter_jsonl(raw.splitlines(), path):
-        doc = _parse_record(record, line_no, f"{path}:{line_no}")
-        if doc.id in docs:
-            duplicates.setdefault(doc.id, [docs[doc.id].line]).append(line_no)
-            continue
-        docs[doc.id] = doc
-    if duplicates:
-        named = "; ".join(f"{i!r} on lines {', '.join(map(str, lines))}" for i, lines in duplicates.items())
-        raise InputError(f"{path}: duplicate ids in predictions: {named}", hint="give every input document its own id")
-    return docs
+    return load_by_id(path, _parse_record, what="predictions", hint="give every input document its own id")
 
 
 def _parse_record(record: dict[str, Any], line: int, where: str) -> PredDocument:

@@ -37,7 +37,7 @@ def load_type_map_file(path: Path) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read map file {path}: {exc}") from None
     if text.lstrip().startswith("{"):

@@ -210,6 +210,8 @@ def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: boo
             raise OutputError(f"shard output {path} does not exist or is not a file")
         if path.resolve() == out.resolve():
             raise OutputError(f"--out {out} is also one of the shard outputs", hint="write the merge elsewhere")
+    if out.exists() and out.stat().st_size > 0 and not overwrite:
+        raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite to replace it")
     problems: list[str] = []
     shards = [_scan(path, number, problems) for number, path in enumerate(files)]
     counts = _agree([_with(s, "count") for s in shards], "_count", "the shard count", problems)

@@ -128,6 +128,9 @@ def _file(
         yield read_text_file(origin)
         return
     assert st is not None
+    if st.st_size == 0 and stat_module.S_ISREG(st.st_mode):
+        yield origin.bad("empty", f"{name} is empty (0 bytes)")  # as for any file: not a broken PDF
+        return
     try:
         yield reader(origin, st)
     except OSError as exc:
@@ -195,7 +198,9 @@ def _jsonl_stream(
     line_no = 0
     items = 0
     while True:
-        raw = stream.readline(max_line_bytes + 1)
+        # A line over the limit is read as limit + 1 bytes (no newline); the first line may carry a
+        # BOM on top, which does not count.
+        raw = stream.readline(max_line_bytes + 1 + (len(_BOM) if line_no == 0 else 0))
         if not raw:
             if items == 0:
                 what = "is empty" if line_no == 0 else "has only blank lines"
@@ -205,8 +210,9 @@ def _jsonl_stream(
         if line_no == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         where = f"{source}:{line_no}"
-        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-            skipped = len(raw) + _skip_rest_of_line(stream)
+        ended = raw.endswith(b"\n")
+        if len(raw) - ended > max_line_bytes:
+            skipped = len(raw) + (0 if ended else _skip_rest_of_line(stream))
             yield BadInput(
                 where,
                 source,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..exceptions import InputError, OutputError
+from ..output.paths import check_written_paths
 from .data import InputTexts, ReviewStats, build_review_data, read_output_records
 from .page import render_page
 
@@ -34,21 +35,22 @@ def write_review(
     text_field: str = "text",
     globs: Iterable[str] = ("*.txt", "*.md"),
     max_line_bytes: int = 64 * 1024 * 1024,
+    overwrite: bool = False,
 ) -> ReviewStats:
     """Write the review page for a ``run`` output file to ``out``; return what went into it.
 
     ``inputs`` are the run's INPUT arguments (read again for the texts); ``gold_path`` a gold JSONL
     file (see ``vllm_extract.eval.gold``); ``types`` keeps only those entity types. Raises
     ``InputError`` for unreadable records, inputs or gold and for a text whose hash does not match
-    its record's ``text_sha256``; ``OutputError`` when ``out`` cannot be written or is the records file.
+    its record's ``text_sha256``; ``OutputError`` when ``out`` cannot be written, is a file the
+    page is made from (records, an input, gold), or exists and ``overwrite`` is False.
     """
     records_path, out = Path(records_path), Path(out)
     if not records_path.is_file():
         raise InputError(f"{records_path} is not a file", hint="pass the --out file of a run")
-    if out.exists() and out.resolve() == records_path.resolve():
-        raise OutputError(f"--out {out} is the records file itself", hint="write the page to a .html file")
-    if not out.parent.is_dir():
-        raise OutputError(f"output folder {out.parent} does not exist", hint="create it first")
+    check_written_paths({"--out": out}, inputs=inputs, globs=globs, read=[records_path, gold_path])
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite to replace it")
     texts = None
     if inputs:
         texts = InputTexts.read(
