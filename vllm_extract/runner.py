@@ -346,7 +346,7 @@ async def run_job(
         sampler = _start_sampler(active, plan.settings, options)
         try:
             if options.texts_dir is not None:
-                options.texts_dir.mkdir(parents=True, exist_ok=True)
+                _make_texts_dir(options.texts_dir)
             pipeline = ExtractionPipeline(
                 active,
                 plan,
@@ -381,23 +381,37 @@ async def run_job(
     return RunResult(summary, stats, exit_code, report)
 
 
+def _make_texts_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the --texts folder {path}: {exc.strerror or exc}") from None
+
+
 def check_run_paths(inputs: Sequence[str], out: Path, settings: Settings, options: RunOptions) -> None:
     """Refuse, before anything is read or loaded, output paths that cannot be written or would
-    destroy an input (``--out``, ``--errors``, ``--report``, ``--metrics-file``, ``--texts``; see
-    ``output.paths``). Raises ``OutputError``."""
-    written = {
-        "--out": out,
-        "--errors": options.errors_path,
-        "--report": options.report_path,
-        "--metrics-file": options.metrics_path,
+    destroy an input: ``--out`` and the files beside it, ``--errors``, ``--report``,
+    ``--metrics-file``, ``--texts`` (see ``output.paths``). Raises ``OutputError``."""
+    from .output.resume import run_settings_path
+    from .sharding import manifest_path
+
+    beside = {
+        "the lock beside --out": out.with_name(out.name + ".lock"),
+        "the settings beside --out": run_settings_path(out),
+        "the engine log beside --out": options.engine_log,
+        "the shard manifest beside --out": manifest_path(out) if options.shard is not None else None,
     }
-    if options.engine_log is not None:
-        written["the engine log"] = options.engine_log
     check_written_paths(
-        written,
+        {
+            "--out": out,
+            "--errors": options.errors_path,
+            "--report": options.report_path,
+            "--metrics-file": options.metrics_path,
+            **beside,
+        },
         inputs=inputs,
         globs=settings.extraction.globs,
-        read=options.reuse,
+        read={f"--reuse {path}": path for path in options.reuse},
         texts_dir=options.texts_dir,
     )
 

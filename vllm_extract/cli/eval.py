@@ -126,6 +126,7 @@ def gold_from_conll(
     import orjson
 
     from ..eval import read_conll, write_gold
+    from ..output.paths import check_written_paths
 
     try:
         documents = read_conll(file, id_prefix=id_prefix, per_sentence=per_sentence)
@@ -133,6 +134,7 @@ def gold_from_conll(
             for doc in documents:
                 sys.stdout.write(orjson.dumps(doc.as_dict()).decode() + "\n")
         else:
+            check_written_paths({"--out": out}, read={"FILE": file})
             if out.exists() and out.stat().st_size > 0 and not overwrite:
                 raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite")
             try:

@@ -39,6 +39,7 @@ import orjson
 
 from ..exceptions import OutputError, RecordError, VLLMClientError
 from ..sharding import manifest_path, read_manifest, shard_of
+from .paths import check_written_paths
 from .records import Record, parse_record
 from .resume import read_run_settings, write_run_settings
 from .writer import OutputWriter
@@ -208,8 +209,7 @@ def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: boo
     for path in files:
         if not path.is_file():
             raise OutputError(f"shard output {path} does not exist or is not a file")
-        if path.resolve() == out.resolve():
-            raise OutputError(f"--out {out} is also one of the shard outputs", hint="write the merge elsewhere")
+    check_written_paths({"--out": out}, read={f"the shard output {path}": path for path in files})
     if out.exists() and out.stat().st_size > 0 and not overwrite:
         raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite to replace it")
     problems: list[str] = []

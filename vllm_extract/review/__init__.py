@@ -43,13 +43,15 @@ def write_review(
     file (see ``vllm_extract.eval.gold``); ``types`` keeps only those entity types. Raises
     ``InputError`` for unreadable records, inputs or gold and for a text whose hash does not match
     its record's ``text_sha256``; ``OutputError`` when ``out`` cannot be written, is a file the
-    page is made from (records, an input, gold), or exists and ``overwrite`` is False.
+    page is made from (records, an input, gold), or exists (not empty) and ``overwrite`` is False.
     """
     records_path, out = Path(records_path), Path(out)
     if not records_path.is_file():
         raise InputError(f"{records_path} is not a file", hint="pass the --out file of a run")
-    check_written_paths({"--out": out}, inputs=inputs, globs=globs, read=[records_path, gold_path])
-    if out.exists() and not overwrite:
+    check_written_paths(
+        {"--out": out}, inputs=inputs, globs=globs, read={"the records": records_path, "--gold": gold_path}
+    )
+    if out.exists() and out.stat().st_size > 0 and not overwrite:
         raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite to replace it")
     texts = None
     if inputs:
