@@ -262,10 +262,10 @@ class _Walker:
                 self.new_page()
 
     def table(self, tbl: ET.Element) -> None:
-        for row in self._rows(tbl):
+        for row in self._children(tbl, "tr"):
             cells: list[str] = []
             page_break = False
-            for cell in self._cells(row):
+            for cell in self._children(row, "tc"):
                 buffer: list[str | None] = []
                 self.inline(cell, buffer, " ")
                 page_break = page_break or _PAGE in buffer
@@ -275,25 +275,17 @@ class _Walker:
             if page_break:
                 self.new_page()
 
-    def _rows(self, el: ET.Element) -> list[ET.Element]:
-        rows: list[ET.Element] = []
+    def _children(self, el: ET.Element, tag: str) -> list[ET.Element]:
+        """The ``w:{tag}`` children of ``el`` (rows of a table, cells of a row), looking through
+        content controls and custom XML that wrap them."""
+        found: list[ET.Element] = []
         for child in el:
             name = _w(child)
-            if name == "tr":
-                rows.append(child)
+            if name == tag:
+                found.append(child)
             elif name in ("sdt", "sdtContent", "customXml"):
-                rows.extend(self._rows(child))
-        return rows
-
-    def _cells(self, el: ET.Element) -> list[ET.Element]:
-        cells: list[ET.Element] = []
-        for child in el:
-            name = _w(child)
-            if name == "tc":
-                cells.append(child)
-            elif name in ("sdt", "sdtContent", "customXml"):
-                cells.extend(self._cells(child))
-        return cells
+                found.extend(self._children(child, tag))
+        return found
 
     def inline(self, el: ET.Element, out: list[str | None], paragraph_sep: str) -> None:
         """Append the text under ``el`` to ``out`` (``_PAGE`` where a page starts)."""
