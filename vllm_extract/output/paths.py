@@ -96,34 +96,22 @@ def _check_texts_dir(texts_dir: Path, folders: list[_FolderReach]) -> None:
 
 
 class _FolderReach:
-    """What a folder INPUT reads, as ``readers.documents`` walks it: every folder reachable from it
-    (symlinked folders followed, each once) and the targets of symlinked files it picks up."""
+    """What a folder INPUT reads, walked as the reader walks it (``readers.documents.walk_folder``):
+    every folder reached (symlinked folders followed, each once) and the targets of symlinked
+    files it picks up."""
 
     def __init__(self, name: str, globs: tuple[str, ...]) -> None:
+        from ..readers.documents import walk_folder
+
         self.name = name
         self.globs = globs
         self.dirs: set[str] = set()
         self.linked_files: set[str] = set()
-        stack = [name]
-        while stack:
-            directory = stack.pop()
-            real = os.path.realpath(directory)
-            if real in self.dirs:
-                continue
-            self.dirs.add(real)
-            try:
-                entries = list(os.scandir(directory))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=True)
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    stack.append(entry.path)
-                elif entry.is_symlink() and self._matches(entry.name):
-                    self.linked_files.add(os.path.realpath(entry.path))
+        for step in walk_folder(name):
+            if step.kind == "folder":
+                self.dirs.add(step.detail)
+            elif step.entry is not None and step.entry.is_symlink() and self._matches(step.entry.name):
+                self.linked_files.add(os.path.realpath(step.path))
 
     def _matches(self, name: str) -> bool:
         return any(fnmatch(name, g) for g in self.globs)

@@ -24,7 +24,7 @@ import stat as stat_module
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
-from typing import IO
+from typing import IO, NamedTuple
 
 import orjson
 
@@ -139,33 +139,34 @@ def _file(
         yield origin.bad("corrupt", f"{name} could not be read as {suffix[1:].upper()}: {type(exc).__name__}: {exc}")
 
 
-def _folder(
-    root: str,
-    counter: _Counter,
-    globs: tuple[str, ...],
-    id_field: str,
-    text_field: str,
-    max_line_bytes: int,
-) -> Iterator[InputItem]:
-    seen_dirs: set[str] = set()
+class FolderStep(NamedTuple):
+    """One step of ``walk_folder``. ``kind``: ``folder`` (entered; ``detail`` its real path),
+    ``entry`` (anything but a folder; ``entry`` its DirEntry), ``loop`` (a folder already walked,
+    skipped; ``detail`` its real path) or ``unreadable`` (cannot be listed; ``detail`` why)."""
 
-    def walk(directory: str) -> Iterator[InputItem]:
-        shown = display_name(directory)
+    kind: str
+    path: str
+    detail: str = ""
+    entry: os.DirEntry[str] | None = None
+
+
+def walk_folder(root: str) -> Iterator[FolderStep]:
+    """Walk a folder INPUT as ``iter_documents`` reads it: depth first, entries in byte order of
+    their names, symlinked folders followed, each real folder once (a link back is a ``loop``).
+    ``output.paths`` walks the same way to know which files a run would read."""
+    seen: set[str] = set()
+
+    def walk(directory: str) -> Iterator[FolderStep]:
         real = os.path.realpath(directory)
-        if real in seen_dirs:
-            yield BadInput(
-                shown,
-                shown,
-                counter.next(),
-                "symlink_loop",
-                f"{shown} links back to {display_name(real)}, already read (symlink loop); skipped",
-            )
+        if real in seen:
+            yield FolderStep("loop", directory, real)
             return
-        seen_dirs.add(real)
+        seen.add(real)
+        yield FolderStep("folder", directory, real)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: os.fsencode(e.name))
         except OSError as exc:
-            yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {exc.strerror}")
+            yield FolderStep("unreadable", directory, str(exc.strerror))
             return
         for entry in entries:
             try:
@@ -174,12 +175,32 @@ def _folder(
                 is_dir = False
             if is_dir:
                 yield from walk(entry.path)
-            elif any(fnmatch(entry.name, g) for g in globs) or not os.path.exists(entry.path):
-                yield from _file(entry.path, counter, id_field, text_field, max_line_bytes, direct=False)
             else:
-                yield SkippedFile(display_name(entry.path))
+                yield FolderStep("entry", entry.path, entry=entry)
 
     yield from walk(root)
+
+
+def _folder(
+    root: str,
+    counter: _Counter,
+    globs: tuple[str, ...],
+    id_field: str,
+    text_field: str,
+    max_line_bytes: int,
+) -> Iterator[InputItem]:
+    for step in walk_folder(root):
+        shown = display_name(step.path)
+        if step.kind == "loop":
+            message = f"{shown} links back to {display_name(step.detail)}, already read (symlink loop); skipped"
+            yield BadInput(shown, shown, counter.next(), "symlink_loop", message)
+        elif step.kind == "unreadable":
+            yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {step.detail}")
+        elif step.kind == "entry":
+            if any(fnmatch(os.path.basename(step.path), g) for g in globs) or not os.path.exists(step.path):
+                yield from _file(step.path, counter, id_field, text_field, max_line_bytes, direct=False)
+            else:
+                yield SkippedFile(shown)
 
 
 def _jsonl_stream(
