@@ -13,6 +13,7 @@ The heavy engines (vllm, torch, pynvml) are imported only when a client connects
 
 from __future__ import annotations
 
+from ._version import __version__
 from .clients.base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 from .clients.direct import DirectVLLMClient
 from .clients.factory import VLLMClientFactory, get_client_for_entity_extraction
@@ -43,8 +44,6 @@ from .readers import BadInput, Document, iter_documents
 from .review import write_review
 from .runner import RunOptions, RunResult, open_run, plan_job, run_job
 from .tokens import TokenEstimator
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BadInput",

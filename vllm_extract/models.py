@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._version import __version__
 from .exceptions import ConfigurationError, ModelPreparationError
 
 __all__ = [
@@ -94,13 +95,6 @@ def find_tiny_gguf() -> Path:
     )
 
 
-def _tool_version() -> str:
-    try:
-        return importlib.metadata.version("vllm-extract")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -164,7 +158,7 @@ def _convert(gguf: Path, out: Path, sha256: str) -> None:
     for item in out.iterdir():  # mkdtemp and save_file create private modes; the cache is shared
         item.chmod(0o644)
     out.chmod(0o755)
-    marker = {"gguf_sha256": sha256, "source": gguf.name, "tool_version": _tool_version()}
+    marker = {"gguf_sha256": sha256, "source": gguf.name, "tool_version": __version__}
     (out / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from ._version import __version__
 from .config import ExtractionConfig, Settings, VLLMConfig
 from .exceptions import BudgetError, ConfigurationError, ContextOverflowError
 from .extract.prompts import build_instructions, build_messages, build_schema
@@ -256,8 +257,6 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
     mode, instruction and schema text, entity types, chunk size and overlap, completion budget,
     the alignment options and the vllm-extract version. Saved beside the output so a refused resume
     can name the setting that changed."""
-    from . import __version__
-
     ext = plan.extraction
     parts: dict[str, Any] = {
         "model": plan.model.path if plan.model.local else plan.model.name,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._version import __version__
 from .clients.base import VLLMClientInterface, VLLMClientType
 from .clients.factory import BACKENDS, VLLMClientFactory
 from .config import Settings
@@ -430,7 +431,6 @@ def _shard_manifest(sharded: ShardFilter, plan: RunPlan, settings: Settings, inp
     """What ``merge`` needs from a finished shard (see ``sharding``): which shard, how many inputs
     in all and their digest, how many records this shard wrote, the run's fingerprint, and how the
     inputs were read (to name missing documents by id when they are readable at merge time)."""
-    from . import __version__
     from .sharding import MANIFEST_FORMAT
 
     ext = settings.extraction
@@ -498,8 +498,6 @@ def build_report(
     client: VLLMClientInterface,
 ) -> dict[str, Any]:
     """The run report: what ran (the plan, with the budgets in force), what happened, how fast."""
-    from . import __version__
-
     return {
         "vllm_extract_version": __version__,
         "vllm_version": _vllm_version(),
