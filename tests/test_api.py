@@ -58,6 +58,14 @@ def test_importing_the_library_loads_no_engine():
     assert loaded == ""
 
 
+def test_the_library_works_without_rich_or_typer():
+    """Only ``vllm_extract.cli`` needs Typer and rich: importing the library loads neither (not
+    even through a dependency: httpx imports rich when it is installed, so it is imported late)."""
+    code = "import sys, vllm_extract;print(','.join(m for m in ('rich', 'typer', 'click') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
+
+
 def _imports(module_file: str, *, top_level_only: bool) -> set[str]:
     import ast
     from pathlib import Path

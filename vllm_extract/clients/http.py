@@ -15,6 +15,9 @@ instead for the rest of the run, with one warning naming the server.
 
 ``RemoteTokenizer`` counts tokens with the server's ``/tokenize`` endpoint, so counts are exact
 even when the model's files are not on this machine.
+
+``httpx`` is imported where it is used, not with this module: it imports rich (for its own CLI)
+when rich is installed, and ``import vllm_extract`` loads neither rich nor Typer.
 """
 
 from __future__ import annotations
@@ -27,10 +30,8 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, ConnectionError, GenerationError
@@ -43,6 +44,9 @@ from .base import (
     VLLMResponse,
     enforce_sampling,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HTTPVLLMClient", "RemoteTokenizer"]
 
@@ -160,6 +164,8 @@ class RemoteTokenizer:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.exact = True
@@ -176,6 +182,8 @@ class RemoteTokenizer:
 
     def _tokenize(self, body: dict[str, Any]) -> list[int] | None:
         """Token ids from the server, or None once it turned out to have no /tokenize."""
+        import httpx
+
         if self._fallback:
             return None
         try:
@@ -253,6 +261,8 @@ class HTTPVLLMClient(VLLMClientInterface):
 
     def _http(self) -> httpx.AsyncClient:
         """The pooled client, (re)created for the running event loop (connections are per loop)."""
+        import httpx
+
         loop = asyncio.get_running_loop()
         if self._client is None or self._client.is_closed or self._client_loop is not loop:
             n = self.config.concurrency
@@ -283,6 +293,8 @@ class HTTPVLLMClient(VLLMClientInterface):
 
     async def connect(self) -> bool:
         """Check every configured server; at least one must answer. Returns True."""
+        import httpx
+
         if not self._servers:
             raise ConfigurationError(
                 "no server URL configured for the HTTP client",
@@ -443,6 +455,8 @@ class HTTPVLLMClient(VLLMClientInterface):
         return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**retry_index))
 
     async def _attempt(self, server: _Server, body: dict[str, Any], request_id: str) -> VLLMResponse:
+        import httpx
+
         url = server.url + ("/v1/completions" if "prompt" in body else "/v1/chat/completions")
         try:
             http = await self._http().post(url, json=body, headers=self._headers(url))
@@ -522,6 +536,8 @@ class HTTPVLLMClient(VLLMClientInterface):
 
 def _describe(exc: BaseException) -> str:
     """A short reason for a failed request or probe (the class name when the text is empty)."""
+    import httpx
+
     text, name = str(exc).strip() or type(exc).__name__, type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({name})"
