@@ -36,8 +36,8 @@ from vllm_extract import (  # the environment above is set first
     iter_documents,
     run_job,
 )
-from vllm_extract.pipeline import PreparedChunk
-from vllm_extract.plan import RunPlan
+from vllm_extract.run.pipeline import PreparedChunk
+from vllm_extract.run.plan import RunPlan
 
 KV_CACHE_BYTES = 2 << 30
 
@@ -196,7 +196,7 @@ class Bench:
     def plan(self) -> RunPlan:
         """The run plan of the benchmark settings (built once; no engine)."""
         if "plan" not in self.shared:
-            from vllm_extract.runner import plan_for_local_model
+            from vllm_extract.run.runner import plan_for_local_model
 
             self.shared["plan"] = plan_for_local_model(self.settings)
         plan: RunPlan = self.shared["plan"]

@@ -129,7 +129,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     if args.model is None:
-        from vllm_extract.models import prepare_tiny_model
+        from vllm_extract.engine.models import prepare_tiny_model
 
         args.model = str(prepare_tiny_model().path)
     tokenizer = AutoTokenizer.from_pretrained(args.model)

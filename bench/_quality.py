@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 
-import vllm_extract.pipeline as pipeline_module
+import vllm_extract.run.pipeline as pipeline_module
 from vllm_extract import RunOptions, Settings, run_job
 from vllm_extract.clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
 from vllm_extract.config import EntityType
@@ -190,7 +190,7 @@ def _use_example(example: bool) -> None:
     """Build the plan's instructions with or without a worked example (an experiment switch)."""
     import json
 
-    import vllm_extract.plan as plan_module
+    import vllm_extract.run.plan as plan_module
     from vllm_extract.extract.prompts import build_instructions
 
     def with_example(types: Any) -> str:
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench/out"))
     args = parser.parse_args()
     from vllm_extract import DirectVLLMClient
-    from vllm_extract.runner import plan_for_local_model
+    from vllm_extract.run.runner import plan_for_local_model
 
     args.work.mkdir(parents=True, exist_ok=True)
     settings = common.make_settings(args.max_tokens, args.chunk_tokens)

@@ -54,9 +54,9 @@ def row9_grammar_cost(b: Bench, client: Any) -> Row:
     quality run's wall time; and the cost on 12,000-token chunks (bench/_grammar_cost.py)."""
     from _grammar_cost import long_chunk, measure
 
-    from vllm_extract.pipeline import ExtractionPipeline
     from vllm_extract.readers import Document, iter_documents
-    from vllm_extract.runner import plan_for_client
+    from vllm_extract.run.pipeline import ExtractionPipeline
+    from vllm_extract.run.runner import plan_for_client
 
     plan = plan_for_client(b.settings, client)
     pipeline = ExtractionPipeline(None, plan)

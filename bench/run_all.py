@@ -102,8 +102,8 @@ def direct_rows(b: Bench, wanted: set[int]) -> list[Row]:
 
 
 def server_rows(b: Bench, wanted: set[int]) -> list[Row]:
-    from vllm_extract.models import prepare_tiny_model
-    from vllm_extract.server import LocalVLLMServer
+    from vllm_extract.engine.models import prepare_tiny_model
+    from vllm_extract.engine.server import LocalVLLMServer
 
     os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # enables POST /reset_prefix_cache between timed runs
     server = LocalVLLMServer(

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from misbehaving_server import MisbehavingServer
 
+from vllm_extract.engine.server import LocalVLLMServer, free_port
 from vllm_extract.exceptions import ConnectionError
-from vllm_extract.server import LocalVLLMServer, free_port
 
 __all__ = ["dead_server_url", "misbehaving_server", "tiny_model_path", "vllm_server"]
 
@@ -54,7 +54,7 @@ def dead_server_url() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model_path() -> Path:
-    from vllm_extract.models import prepare_tiny_model
+    from vllm_extract.engine.models import prepare_tiny_model
 
     return prepare_tiny_model().path
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from vllm_extract.extract.chunking import Chunk, chunk_document, split_span
-from vllm_extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
+from vllm_extract.extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
 
 WORDS = (
     "agreement",
@@ -49,7 +49,7 @@ WORDS = (
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    from vllm_extract.models import prepare_tiny_model
+    from vllm_extract.engine.models import prepare_tiny_model
 
     tok = load_tokenizer(str(prepare_tiny_model().path))
     assert isinstance(tok, HFTokenizer) and tok.exact

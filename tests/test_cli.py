@@ -11,9 +11,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from vllm_extract import gpu
 from vllm_extract.cli import app
-from vllm_extract.gpu import GPUStats
+from vllm_extract.engine import gpu
+from vllm_extract.engine.gpu import GPUStats
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from vllm_extract.clients.factory import VLLMClientFactory, get_client_for_entit
 from vllm_extract.clients.http import HTTPVLLMClient
 from vllm_extract.config import Settings, VLLMConfig
 from vllm_extract.exceptions import ConfigurationError, ConnectionError
-from vllm_extract.runner import RunOptions, open_run
+from vllm_extract.run.runner import RunOptions, open_run
 
 T = TypeVar("T")
 Factory = Callable[..., MisbehavingServer]

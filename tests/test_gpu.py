@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from vllm_extract import gpu
 from vllm_extract.config import VLLMConfig
-from vllm_extract.events import MemoryReading, MemorySample
-from vllm_extract.exceptions import GPUMemoryError, GPUMonitorError
-from vllm_extract.gpu import (
+from vllm_extract.engine import gpu
+from vllm_extract.engine.gpu import (
     GPUMonitor,
     GPUProcess,
     GPUStats,
@@ -26,6 +24,8 @@ from vllm_extract.gpu import (
     preflight,
     read_host_memory,
 )
+from vllm_extract.events import MemoryReading, MemorySample
+from vllm_extract.exceptions import GPUMemoryError, GPUMonitorError
 
 # --- fakes ----------------------------------------------------------------------------------------
 
@@ -317,7 +317,7 @@ def test_sampler_logs_read_errors_once_and_continues(caplog: pytest.LogCaptureFi
 
     samples: list[MemorySample] = []
     sampler = MemorySampler(flaky, 0.9, samples.append)
-    with caplog.at_level(logging.WARNING, logger="vllm_extract.gpu"):
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.engine.gpu"):
         assert sampler.sample_once() is None
         assert sampler.sample_once() is None
         assert sampler.sample_once() is not None
@@ -486,7 +486,7 @@ def test_data_parallel_size_is_validated() -> None:
 
 def test_memory_sampler_reads_every_replica_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     from vllm_extract.config import Settings
-    from vllm_extract.runner import RunOptions, _start_sampler
+    from vllm_extract.run.runner import RunOptions, _start_sampler
 
     monkeypatch.setattr(gpu, "open_gpu_source", lambda: four_gpus(full=3))
     samples: list[MemorySample] = []

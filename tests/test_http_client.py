@@ -19,7 +19,7 @@ from vllm_extract.clients.base import VLLMRequest, VLLMResponse
 from vllm_extract.clients.http import HTTPVLLMClient, RemoteTokenizer, _choose_model
 from vllm_extract.config import VLLMConfig
 from vllm_extract.exceptions import ConfigurationError, ConnectionError
-from vllm_extract.tokens import load_tokenizer
+from vllm_extract.extract.tokens import load_tokenizer
 
 T = TypeVar("T")
 Factory = Callable[..., MisbehavingServer]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_extract import models
-from vllm_extract.exceptions import ConfigurationError, ModelPreparationError
-from vllm_extract.models import (
+from vllm_extract.engine import models
+from vllm_extract.engine.models import (
     TINY_MODEL,
     PreparedModel,
     cache_dir,
@@ -20,6 +19,7 @@ from vllm_extract.models import (
     prepare_tiny_model,
     resolve_model,
 )
+from vllm_extract.exceptions import ConfigurationError, ModelPreparationError
 
 
 @pytest.fixture(autouse=True)

@@ -58,7 +58,7 @@ def settings_for(client: DirectVLLMClient, **extraction: Any) -> Settings:
 
 
 def run(inputs: list[str], out: Path, settings: Settings, client: VLLMClientInterface, **kw: Any) -> Any:
-    from vllm_extract.runner import RunOptions
+    from vllm_extract.run.runner import RunOptions
 
     return asyncio.run(run_job(inputs, out, settings, RunOptions(**kw), client=client))
 
@@ -336,7 +336,7 @@ def test_incremental_rerun_sends_only_new_and_changed_documents(direct_client, t
     src.write_bytes(b"".join(orjson.dumps({"id": f"d{i}", "text": t}) + b"\n" for i, t in enumerate(texts)))
     recorder = RecordingClient(direct_client)
     second = tmp_path / "second.jsonl"
-    from vllm_extract.runner import RunOptions
+    from vllm_extract.run.runner import RunOptions
 
     result = asyncio.run(run_job([str(src)], second, settings, RunOptions(reuse=[first]), client=recorder))
     sent = sorted({r.request_id.split("#")[0] for batch in recorder.batches for r in batch})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vllm_extract.pipeline import _looping, text_sha256
+from vllm_extract.run.pipeline import _looping, text_sha256
 
 
 def answer(*texts: str) -> str:

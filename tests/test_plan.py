@@ -15,17 +15,17 @@ from typer.testing import CliRunner
 from vllm_extract.cli import app
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import BudgetError, ConfigurationError
-from vllm_extract.pipeline import ExtractionPipeline
-from vllm_extract.plan import PROMPT_SLACK_TOKENS, build_plan, resolve_model
 from vllm_extract.readers import Document, iter_documents
-from vllm_extract.runner import plan_for_local_model, plan_job
+from vllm_extract.run.pipeline import ExtractionPipeline
+from vllm_extract.run.plan import PROMPT_SLACK_TOKENS, build_plan, resolve_model
+from vllm_extract.run.runner import plan_for_local_model, plan_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def tiny() -> str:
-    from vllm_extract.models import prepare_tiny_model
+    from vllm_extract.engine.models import prepare_tiny_model
 
     return str(prepare_tiny_model().path)
 

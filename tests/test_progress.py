@@ -8,6 +8,15 @@ import threading
 import pytest
 from rich.console import Console, RenderableType
 
+from vllm_extract.cli.display import (
+    RunDisplay,
+    format_duration,
+    format_tokens,
+    render_gpu_table,
+    render_summary,
+    summary_lines,
+)
+from vllm_extract.engine.gpu import GPUProcess, GPUStats
 from vllm_extract.events import (
     BatchDone,
     ChunkDone,
@@ -18,15 +27,6 @@ from vllm_extract.events import (
     RunFinished,
     RunStarted,
     WindowStarted,
-)
-from vllm_extract.gpu import GPUProcess, GPUStats
-from vllm_extract.progress import (
-    RunDisplay,
-    format_duration,
-    format_tokens,
-    render_gpu_table,
-    render_summary,
-    summary_lines,
 )
 
 SUMMARY: dict[str, object] = {

@@ -32,9 +32,9 @@ from vllm_extract.clients.direct import engine_kwargs
 from vllm_extract.clients.ray import RayOptions, RayVLLMClient, slice_bounds
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import ConfigurationError
-from vllm_extract.pipeline import ExtractionPipeline
 from vllm_extract.readers import Document, iter_documents
-from vllm_extract.runner import RunOptions, plan_for_client, run_job
+from vllm_extract.run.pipeline import ExtractionPipeline
+from vllm_extract.run.runner import RunOptions, plan_for_client, run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOKENS = 32
@@ -64,7 +64,7 @@ def test_one_engine_refuses_data_parallel():
 
 
 def test_replicas_widen_the_window_but_not_the_fingerprint(tiny_model_path):
-    from vllm_extract.runner import _with_replica_windows, plan_for_local_model
+    from vllm_extract.run.runner import _with_replica_windows, plan_for_local_model
 
     plan = plan_for_local_model(Settings(VLLMConfig(model=str(tiny_model_path)), ExtractionConfig(window_chunks=8)))
     wide = _with_replica_windows(plan, 3)

@@ -159,7 +159,7 @@ def _kinds_produced() -> set[str]:
     of ``.bad(...)``/``_Unreadable(...)``, the fourth of ``BadInput(...)``, a ``"kind": "..."``
     dict entry, and ``("kind", message)`` tuples returned or stored as an error."""
     files = [*sorted((ROOT / "vllm_extract" / "readers").glob("*.py"))]
-    files += [ROOT / "vllm_extract" / "pipeline.py", ROOT / "vllm_extract" / "runner.py"]
+    files += sorted((ROOT / "vllm_extract" / "run").glob("*.py"))
     kinds: set[str] = set()
 
     def literal(node: ast.AST | None) -> None:

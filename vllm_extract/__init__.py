@@ -19,6 +19,7 @@ from .clients.direct import DirectVLLMClient
 from .clients.factory import VLLMClientFactory, get_client_for_entity_extraction
 from .clients.http import HTTPVLLMClient
 from .config import EntityType, ExtractionConfig, Settings, VLLMConfig, load_settings
+from .engine.gpu import GPUMonitor, GPUStats
 from .eval import EvalResult, evaluate, load_gold, load_predictions
 from .exceptions import (
     BudgetError,
@@ -36,14 +37,13 @@ from .exceptions import (
     VLLMClientError,
 )
 from .extract.alignment import Entity
-from .gpu import GPUMonitor, GPUStats
+from .extract.tokens import TokenEstimator
 from .output import OutputWriter, read_records
-from .pipeline import ExtractionPipeline, RunSummary
-from .plan import ResolvedModel, RunPlan, build_plan, resolve_model
 from .readers import BadInput, Document, iter_documents
 from .review import write_review
-from .runner import RunOptions, RunResult, open_run, plan_job, run_job
-from .tokens import TokenEstimator
+from .run.pipeline import ExtractionPipeline, RunSummary
+from .run.plan import ResolvedModel, RunPlan, build_plan, resolve_model
+from .run.runner import RunOptions, RunResult, open_run, plan_job, run_job
 
 __all__ = [
     "BadInput",

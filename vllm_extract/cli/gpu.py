@@ -25,8 +25,8 @@ def gpu_status(
     GPUs cannot be read, {"gpus": [], "error": {"kind": ..., "message": ...}} (exit code as above).
     Example: vllm-extract gpu-status --json
     """
-    from ..gpu import GPUMonitor
-    from ..progress import render_gpu_table
+    from ..engine.gpu import GPUMonitor
+    from .display import render_gpu_table
 
     try:
         monitor = GPUMonitor()

@@ -20,7 +20,7 @@ def models_prepare(
     Example: vllm-extract models prepare tiny
     """
     _setup_logging(False, False)
-    from ..models import TINY_MODEL, prepare_tiny_model
+    from ..engine.models import TINY_MODEL, prepare_tiny_model
 
     try:
         if name != TINY_MODEL:

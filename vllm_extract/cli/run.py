@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 
 from ..exceptions import VLLMClientError
-from ..progress import RunDisplay
-from ..runner import RunOptions, check_run_paths, run_job
+from ..run.runner import RunOptions, check_run_paths, run_job
 from ..sharding import parse_shard
 from ._app import (
     EXIT_CODES_HELP,
@@ -44,6 +43,7 @@ from ._app import (
     engine_output_to,
     err,
 )
+from .display import RunDisplay
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -233,7 +233,7 @@ def plan(
     """
     flags = SettingsFlags.from_options(locals())  # first: locals() is then only the options
     _setup_logging(False, False)
-    from ..runner import plan_job
+    from ..run.runner import plan_job
 
     try:
         settings = _settings(config, flags)

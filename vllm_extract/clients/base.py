@@ -194,7 +194,7 @@ class VLLMClientInterface(abc.ABC):
 
     @abc.abstractmethod
     def get_tokenizer(self) -> Any:
-        """A ``tokens.Tokenizer`` for exact counts with this client's model."""
+        """A ``extract.tokens.Tokenizer`` for exact counts with this client's model."""
 
     @property
     def max_model_len(self) -> int:

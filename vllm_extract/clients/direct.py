@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
 from ..exceptions import ConfigurationError, ModelNotLoadedError
-from ..tokens import HFTokenizer, Tokenizer
+from ..extract.tokens import HFTokenizer, Tokenizer
 from .base import (
     ResponseCallback,
     VLLMClientInterface,
@@ -33,7 +33,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..plan import RunPlan
+    from ..run.plan import RunPlan
 
 __all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"]
 

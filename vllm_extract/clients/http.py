@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, ConnectionError, GenerationError
-from ..tokens import EstimateTokenizer, Tokenizer
+from ..extract.tokens import EstimateTokenizer, Tokenizer
 from .base import (
     ResponseCallback,
     VLLMClientInterface,

@@ -114,7 +114,7 @@ class EngineReplica:
     """
 
     def __init__(self, config: VLLMConfig, model: str, max_model_len: int | None) -> None:
-        from ..plan import resolve_model
+        from ..run.plan import resolve_model
         from .direct import DirectVLLMClient
 
         _unnice()  # before the engine starts: its processes and threads inherit the priority
@@ -153,7 +153,7 @@ class EngineReplica:
             self.batches += 1
 
     def tokenizer(self) -> Any:
-        """The engine's tokenizer (a ``tokens.HFTokenizer``), for a driver without the model files."""
+        """The engine's tokenizer (an ``extract.tokens.HFTokenizer``), for a driver without the model files."""
         return self.client.get_tokenizer()
 
     def reset_prefix_cache(self) -> bool:

@@ -15,7 +15,7 @@ import bisect
 import re
 from dataclasses import dataclass
 
-from ..tokens import Tokenizer
+from .tokens import Tokenizer
 
 __all__ = ["Chunk", "chunk_document", "split_span"]
 

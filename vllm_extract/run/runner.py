@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._version import __version__
-from .clients.base import VLLMClientInterface, VLLMClientType
-from .clients.factory import BACKENDS, VLLMClientFactory
-from .config import Settings
-from .events import MemorySample, Subscriber
-from .exceptions import (
+from .._version import __version__
+from ..clients.base import VLLMClientInterface, VLLMClientType
+from ..clients.factory import BACKENDS, VLLMClientFactory
+from ..config import Settings
+from ..events import MemorySample, Subscriber
+from ..exceptions import (
     BudgetError,
     ConfigurationError,
     ConnectionError,
@@ -27,14 +27,14 @@ from .exceptions import (
     GPUMonitorError,
     OutputError,
 )
-from .output import OutputWriter, ResumeGuard, ReuseIndex
-from .output.paths import check_written_paths
-from .output.report import write_metrics, write_report
-from .output.resume import check_resume
+from ..output import OutputWriter, ResumeGuard, ReuseIndex
+from ..output.paths import check_written_paths
+from ..output.report import write_metrics, write_report
+from ..output.resume import check_resume
+from ..readers import BadInput, Document, InputItem, SkippedFile, count_documents, iter_documents
+from ..sharding import ShardFilter, ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 from .pipeline import ExtractionPipeline, RunSummary, text_sha256
 from .plan import ResolvedModel, RunPlan, build_plan, fingerprint_parts, resolve_model
-from .readers import BadInput, Document, InputItem, SkippedFile, count_documents, iter_documents
-from .sharding import ShardFilter, ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 
 __all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
 
@@ -107,7 +107,7 @@ def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None)
     """The plan for the in-process engine, built before it loads: the model folder's own tokenizer
     and context. Raises ``ConfigurationError`` for a model that cannot be resolved, and
     ``BudgetError`` when the budgets leave no room for text."""
-    from .tokens import load_tokenizer
+    from ..extract.tokens import load_tokenizer
 
     model = model or resolve_model(settings.vllm.model)
     return build_plan(settings, model, load_tokenizer(model.path), token_ids=True)
@@ -116,7 +116,7 @@ def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None)
 def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
     """The plan for a connected client: its context, and the local tokenizer when the model folder
     is here (else the client's: the engine's, or the server's ``/tokenize``)."""
-    from .tokens import HFTokenizer, load_tokenizer
+    from ..extract.tokens import HFTokenizer, load_tokenizer
 
     if model is None:
         name = str(getattr(client, "model_path", None) or settings.vllm.model)
@@ -170,8 +170,8 @@ async def open_run(
         if plan is not None:
             notify(plan)
         if not options.skip_gpu_check:
-            from .clients.direct import platform_is_cpu
-            from .gpu import preflight
+            from ..clients.direct import platform_is_cpu
+            from ..engine.gpu import preflight
 
             engine = (plan.settings if plan else settings).vllm
             preflight(engine, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
@@ -242,7 +242,7 @@ async def _open_ray_run(
     what ``RayVLLMClient.connect`` raises."""
     import math
 
-    from .clients.ray import RayOptions, RayVLLMClient, import_ray
+    from ..clients.ray import RayOptions, RayVLLMClient, import_ray
 
     import_ray()  # fail before planning when the extra is missing
     if options.backend == "http":
@@ -262,8 +262,8 @@ async def _open_ray_run(
         notify(plan)
     config = plan.vllm if plan else settings.vllm
     if not options.skip_gpu_check and options.ray_address is None:
-        from .clients.direct import platform_is_cpu
-        from .gpu import preflight
+        from ..clients.direct import platform_is_cpu
+        from ..engine.gpu import preflight
 
         checked = config
         if options.gpus_per_replica is not None:  # e.g. 0.5: two replicas share a GPU
@@ -393,8 +393,8 @@ def check_run_paths(inputs: Sequence[str], out: Path, settings: Settings, option
     """Refuse, before anything is read or loaded, output paths that cannot be written or would
     destroy an input: ``--out`` and the files beside it, ``--errors``, ``--report``,
     ``--metrics-file``, ``--texts`` (see ``output.paths``). Raises ``OutputError``."""
-    from .output.resume import run_settings_path
-    from .sharding import manifest_path
+    from ..output.resume import run_settings_path
+    from ..sharding import manifest_path
 
     beside = {
         "the lock beside --out": out.with_name(out.name + ".lock"),
@@ -431,7 +431,7 @@ def _shard_manifest(sharded: ShardFilter, plan: RunPlan, settings: Settings, inp
     """What ``merge`` needs from a finished shard (see ``sharding``): which shard, how many inputs
     in all and their digest, how many records this shard wrote, the run's fingerprint, and how the
     inputs were read (to name missing documents by id when they are readable at merge time)."""
-    from .sharding import MANIFEST_FORMAT
+    from ..sharding import MANIFEST_FORMAT
 
     ext = settings.extraction
     return {
@@ -463,7 +463,7 @@ def _start_sampler(client: VLLMClientInterface, settings: Settings, options: Run
     """Sample memory off the hot path: GPUs in use, or host RAM on the CPU backend."""
     if not settings.vllm.enable_gpu_monitoring or (not options.subscribers and options.report_path is None):
         return None
-    from .gpu import MemorySampler, memory_reader
+    from ..engine.gpu import MemorySampler, memory_reader
 
     cpu = bool(getattr(client, "cpu", True))
     used = settings.vllm.tensor_parallel_size * settings.vllm.data_parallel_size  # every replica's GPUs

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .exceptions import ConfigurationError, ModelPreparationError
+from .._version import __version__
+from ..exceptions import ConfigurationError, ModelPreparationError
 
 __all__ = [
     "TINY_GGUF_SHA256",

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from .clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
-from .events import BatchDone, ChunkDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
-from .exceptions import ContextOverflowError
-from .extract.alignment import Mentions, align_document
-from .extract.chunking import Chunk, chunk_document, split_span
-from .extract.parsing import RawEntity, parse_response
-from .output.resume import ResumeGuard, ReuseIndex
+from ..clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
+from ..events import BatchDone, ChunkDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
+from ..exceptions import ContextOverflowError
+from ..extract.alignment import Mentions, align_document
+from ..extract.chunking import Chunk, chunk_document, split_span
+from ..extract.parsing import RawEntity, parse_response
+from ..output.resume import ResumeGuard, ReuseIndex
+from ..readers import BadInput, Document, InputItem, SkippedFile, page_of
 from .plan import RunPlan
-from .readers import BadInput, Document, InputItem, SkippedFile, page_of
 
 __all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary", "text_sha256"]
 
@@ -49,7 +49,7 @@ LOOPING_SHARE = 0.5  # a cut answer that spent this share of itself on repeats i
 def _looping(content: str) -> bool:
     """Whether a (cut) answer spent at least ``LOOPING_SHARE`` of its characters on entities it had
     already listed: the tiny model's loop, measured by ``repeated_entity_token_share``."""
-    from .extract.grammar import repeated_entity_token_share
+    from ..extract.grammar import repeated_entity_token_share
 
     return repeated_entity_token_share(content, len) >= LOOPING_SHARE
 
@@ -332,7 +332,7 @@ class ExtractionPipeline:
         self.summary.max_prompt_tokens_sent = max(self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids))
         grammar = None
         if plan.decoding == "grounded":
-            from .extract.grammar import build_grounded_grammar
+            from ..extract.grammar import build_grounded_grammar
 
             grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction)
         return VLLMRequest(

@@ -20,7 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .events import (
+from ..engine.gpu import GPUStats
+from ..events import (
     BatchDone,
     ChunkDone,
     DocumentDone,
@@ -31,7 +32,6 @@ from .events import (
     RunStarted,
     WindowStarted,
 )
-from .gpu import GPUStats
 
 __all__ = [
     "RunDisplay",

@@ -4,7 +4,7 @@
 Production code gets its source from ``open_gpu_source()``. ``GPUMonitor`` answers questions about
 one GPU (stats, thresholds, waiting for memory); ``preflight`` refuses to start vLLM when it would
 not fit; ``MemorySampler`` emits ``MemorySample`` events from its own thread while a run goes on.
-Nothing here prints or renders: ``progress`` does that.
+Nothing here prints or renders: ``cli.display`` does that.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
-from .events import MemoryReading, MemorySample
-from .exceptions import GPUMemoryError, GPUMonitorError
+from ..config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
+from ..events import MemoryReading, MemorySample
+from ..exceptions import GPUMemoryError, GPUMonitorError
 
 __all__ = [
     "GPUMonitor",

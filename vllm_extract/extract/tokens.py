@@ -17,8 +17,8 @@ import logging
 import math
 from typing import Any, Protocol, runtime_checkable
 
-from .config import VLLMConfig
-from .exceptions import ConfigurationError, ContextOverflowError
+from ..config import VLLMConfig
+from ..exceptions import ConfigurationError, ContextOverflowError
 
 __all__ = [
     "EstimateTokenizer",

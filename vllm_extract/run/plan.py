@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 
-from ._version import __version__
-from .config import ExtractionConfig, Settings, VLLMConfig
-from .exceptions import BudgetError, ConfigurationError, ContextOverflowError
-from .extract.prompts import build_instructions, build_messages, build_schema
-from .tokens import Tokenizer
+from .._version import __version__
+from ..config import ExtractionConfig, Settings, VLLMConfig
+from ..exceptions import BudgetError, ConfigurationError, ContextOverflowError
+from ..extract.prompts import build_instructions, build_messages, build_schema
+from ..extract.tokens import Tokenizer
 
 __all__ = [
     "DECODING_MODES",
@@ -83,8 +83,8 @@ def resolve_model(name: str, *, required: bool = True) -> ResolvedModel:
     the model) an unresolvable name is kept as the served name. Raises ``ModelPreparationError``
     when the tiny model cannot be prepared.
     """
-    from .models import model_context_length, model_revision
-    from .models import resolve_model as resolve_path
+    from ..engine.models import model_context_length, model_revision
+    from ..engine.models import resolve_model as resolve_path
 
     try:
         path = resolve_path(name)

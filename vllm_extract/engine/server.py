@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .exceptions import ConnectionError
+from ..exceptions import ConnectionError
 
 __all__ = ["LocalVLLMServer", "free_port"]
 
