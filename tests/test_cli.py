@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vllm_extract.cli import app
-from vllm_extract.engine import gpu
-from vllm_extract.engine.gpu import GPUStats
+from vllm_extract.engine.gpu import GPUStats, devices
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +79,7 @@ class TwoGPUs:
 
 
 def test_gpu_status_table_and_json_with_fake_devices(monkeypatch):
-    monkeypatch.setattr(gpu, "open_gpu_source", lambda: TwoGPUs())
+    monkeypatch.setattr(devices, "open_gpu_source", lambda: TwoGPUs())
     table = runner.invoke(app, ["gpu-status"], terminal_width=160)
     assert table.exit_code == 0, table.output
     assert table.output.count("NVIDIA A40") == 2 and "98.5%" in table.output

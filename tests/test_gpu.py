@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from vllm_extract.config import VLLMConfig
-from vllm_extract.engine import gpu
 from vllm_extract.engine.gpu import (
     GPUMonitor,
     GPUProcess,
     GPUStats,
     MemorySampler,
     NVMLSource,
+    devices,
     gpu_memory_reading,
     memory_reader,
     preflight,
@@ -168,7 +168,7 @@ def test_wait_for_memory_expires_without_sleeping_past_deadline(gpus: FakeGPUs, 
 
 
 def test_open_gpu_source_is_the_seam(gpus: FakeGPUs, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu, "open_gpu_source", lambda: gpus)
+    monkeypatch.setattr(devices, "open_gpu_source", lambda: gpus)
     assert GPUMonitor(1).get_stats().memory_used_gb == 0.5
     reader = memory_reader(cpu=False, gpu_ids=[0, 1])
     readings = reader()
@@ -317,7 +317,7 @@ def test_sampler_logs_read_errors_once_and_continues(caplog: pytest.LogCaptureFi
 
     samples: list[MemorySample] = []
     sampler = MemorySampler(flaky, 0.9, samples.append)
-    with caplog.at_level(logging.WARNING, logger="vllm_extract.engine.gpu"):
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.engine.gpu.sampler"):
         assert sampler.sample_once() is None
         assert sampler.sample_once() is None
         assert sampler.sample_once() is not None
@@ -406,7 +406,7 @@ def test_preflight_threshold_applies_even_when_enough_is_free(gpus: FakeGPUs) ->
 
 
 def test_preflight_opens_the_default_source(gpus: FakeGPUs, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu, "open_gpu_source", lambda: gpus)
+    monkeypatch.setattr(devices, "open_gpu_source", lambda: gpus)
     assert preflight(VLLMConfig(gpu_id=1), cpu=False)[0].device == "GPU 1"
 
 
@@ -470,7 +470,7 @@ def test_preflight_waits_for_every_replica_gpu(fake_time: FakeTime) -> None:
 
 def test_cpu_preflight_counts_every_replica() -> None:
     host = read_host_memory()
-    kv = int(host.total_gb * 0.4 * gpu.GB)  # one replica fits in an idle host, three do not
+    kv = int(host.total_gb * 0.4 * devices.GB)  # one replica fits in an idle host, three do not
     config = VLLMConfig(kv_cache_memory_bytes=kv, gpu_memory_threshold=1.0, data_parallel_size=3)
     with pytest.raises(GPUMemoryError) as info:
         preflight(config, cpu=True)
@@ -488,7 +488,7 @@ def test_memory_sampler_reads_every_replica_gpu(monkeypatch: pytest.MonkeyPatch)
     from vllm_extract.config import Settings
     from vllm_extract.run.runner import RunOptions, _start_sampler
 
-    monkeypatch.setattr(gpu, "open_gpu_source", lambda: four_gpus(full=3))
+    monkeypatch.setattr(devices, "open_gpu_source", lambda: four_gpus(full=3))
     samples: list[MemorySample] = []
     seen = threading.Event()
 

@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.gpu import GPUStats
+from ..engine.gpu.devices import GPUStats
 from ..events import (
     BatchDone,
     ChunkDone,

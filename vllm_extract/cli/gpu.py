@@ -25,7 +25,7 @@ def gpu_status(
     GPUs cannot be read, {"gpus": [], "error": {"kind": ..., "message": ...}} (exit code as above).
     Example: vllm-extract gpu-status --json
     """
-    from ..engine.gpu import GPUMonitor
+    from ..engine.gpu.devices import GPUMonitor
     from .display import render_gpu_table
 
     try:

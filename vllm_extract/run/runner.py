@@ -171,7 +171,7 @@ async def open_run(
             notify(plan)
         if not options.skip_gpu_check:
             from ..clients.direct import platform_is_cpu
-            from ..engine.gpu import preflight
+            from ..engine.gpu.preflight import preflight
 
             engine = (plan.settings if plan else settings).vllm
             preflight(engine, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
@@ -263,7 +263,7 @@ async def _open_ray_run(
     config = plan.vllm if plan else settings.vllm
     if not options.skip_gpu_check and options.ray_address is None:
         from ..clients.direct import platform_is_cpu
-        from ..engine.gpu import preflight
+        from ..engine.gpu.preflight import preflight
 
         checked = config
         if options.gpus_per_replica is not None:  # e.g. 0.5: two replicas share a GPU
@@ -463,7 +463,7 @@ def _start_sampler(client: VLLMClientInterface, settings: Settings, options: Run
     """Sample memory off the hot path: GPUs in use, or host RAM on the CPU backend."""
     if not settings.vllm.enable_gpu_monitoring or (not options.subscribers and options.report_path is None):
         return None
-    from ..engine.gpu import MemorySampler, memory_reader
+    from ..engine.gpu.sampler import MemorySampler, memory_reader
 
     cpu = bool(getattr(client, "cpu", True))
     used = settings.vllm.tensor_parallel_size * settings.vllm.data_parallel_size  # every replica's GPUs
