@@ -12,12 +12,12 @@ import orjson
 import pytest
 
 from vllm_extract.exceptions import ConfigurationError, OutputError
+from vllm_extract.output.files import manifest_path
 from vllm_extract.readers import BadInput, Document, SkippedFile
 from vllm_extract.sharding import (
     ShardFilter,
     ShardOutputWriter,
     ShardSpec,
-    manifest_path,
     parse_shard,
     read_manifest,
     remove_manifest,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import orjson
 
 from .exceptions import ConfigurationError, OutputError
+from .output.files import atomic_write, manifest_path
 from .output.records import Record
 from .output.resume import DoneRecord
 from .output.writer import OutputWriter
@@ -38,11 +38,9 @@ from .readers import BadInput, Document, InputItem, SkippedFile
 
 __all__ = [
     "MANIFEST_FORMAT",
-    "MANIFEST_SUFFIX",
     "ShardFilter",
     "ShardOutputWriter",
     "ShardSpec",
-    "manifest_path",
     "parse_shard",
     "read_manifest",
     "remove_manifest",
@@ -52,7 +50,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_SUFFIX = ".shard.json"
 MANIFEST_FORMAT = 1
 
 
@@ -140,25 +137,14 @@ class ShardFilter:
         self.exhausted = True
 
 
-def manifest_path(out: Path | str) -> Path:
-    """Where a shard run's manifest lives: ``OUT.shard.json`` beside ``OUT``."""
-    out = Path(out)
-    return out.with_name(out.name + MANIFEST_SUFFIX)
-
-
 def write_manifest(out: Path | str, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest`` next to ``out`` atomically (temporary file, fsync, rename); return its path.
+    """Write ``manifest`` next to ``out`` atomically (``files.atomic_write``); return its path.
 
     Raises ``OutputError`` when it cannot be written.
     """
     path = manifest_path(out)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as stream:
-            stream.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
     except OSError as exc:
         raise OutputError(f"cannot write the shard manifest {path}: {exc.strerror}") from exc
     return path

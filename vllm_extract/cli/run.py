@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from ..exceptions import VLLMClientError
+from ..output.files import engine_log_path
 from ..run.runner import RunOptions, check_run_paths, run_job
 from ..sharding import parse_shard
 from ._app import (
@@ -139,7 +140,7 @@ def run(
     _setup_logging(verbose, quiet)
     if engine == "ray" and ray_address is None:
         ray_address = os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, for --engine ray only
-    engine_log = None if verbose else out.with_name(out.name + ".engine.log")
+    engine_log = None if verbose else engine_log_path(out)
     captured = engine_output_to(engine_log)
     stop = threading.Event()
     received: list[int] = []

@@ -38,7 +38,8 @@ from typing import IO, Any
 import orjson
 
 from ..exceptions import OutputError, RecordError, VLLMClientError
-from ..sharding import manifest_path, read_manifest, shard_of
+from ..sharding import read_manifest, shard_of
+from .files import manifest_path
 from .paths import check_written_paths
 from .records import Record, parse_record
 from .resume import read_run_settings, write_run_settings

@@ -17,6 +17,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from ..exceptions import OutputError
+from .files import same_file
 
 __all__ = ["check_written_paths"]
 
@@ -62,13 +63,13 @@ def check_written_paths(
         if real in seen:
             raise OutputError(f"{flag} and {seen[real]} name the same file {path}", hint="give each its own path")
         seen[real] = flag
-        if any(_same_file(path, source) for source in files.values()):
+        if any(same_file(path, source) for source in files.values()):
             raise OutputError(
                 f"{flag} {path} is an input file; writing it would destroy the input",
                 hint="write to another path (--overwrite replaces an earlier output, never an input)",
             )
         for other, source in others.items():
-            if _same_file(path, source):
+            if same_file(path, source):
                 raise OutputError(
                     f"{flag} {path} is also {other}, which this command reads", hint="write to another path"
                 )
@@ -126,13 +127,3 @@ class _FolderReach:
         # does not exist yet included), is read.
         folder = Path(os.path.realpath(path.parent))
         return any(str(f) in self.dirs for f in (folder, *folder.parents))
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same file: the same resolved path, or (both existing) the same inode (hard links)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False

@@ -1,47 +1,24 @@
 """Run reports: a JSON report and the same figures in Prometheus text format (node_exporter's
-textfile collector reads ``*.prom`` files). Both are written atomically (temp file, then rename).
+textfile collector reads ``*.prom`` files). Both are written atomically (``files.atomic_write``).
 """
 
 from __future__ import annotations
 
 import calendar
 import math
-import os
-import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .files import atomic_write
+
 __all__ = ["prometheus_text", "write_metrics", "write_report"]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    # mkstemp makes the file 0600; keep the mode of the file replaced, else make it readable by
-    # others (node_exporter's textfile collector usually runs as another user).
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            os.fchmod(stream.fileno(), mode)
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    _atomic_write(path, orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    atomic_write(path, orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
 
 
 _GAUGES = (
@@ -126,4 +103,4 @@ def _finished_unix(report: dict[str, Any]) -> float:
 
 
 def write_metrics(path: Path, report: dict[str, Any]) -> None:
-    _atomic_write(path, prometheus_text(report).encode())
+    atomic_write(path, prometheus_text(report).encode())

@@ -17,7 +17,6 @@ outlive its cause, and a deterministic one costs no generation to reproduce.
 from __future__ import annotations
 
 import logging
-import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from typing import Any
 import orjson
 
 from ..exceptions import InputError, OutputError
+from .files import atomic_write, run_settings_path, same_file
 from .records import Record, RecordError, Status, parse_record
-from .report import _atomic_write
 
 __all__ = [
     "DoneRecord",
@@ -37,7 +36,6 @@ __all__ = [
     "check_resume",
     "describe_settings_change",
     "read_run_settings",
-    "run_settings_path",
     "same_path",
     "write_run_settings",
 ]
@@ -71,17 +69,11 @@ class DoneRecord:
 # -- the run's settings beside the output --------------------------------------------------------
 
 
-def run_settings_path(out: Path | str) -> Path:
-    """``OUT.run.json``: the fingerprint and settings of the run that wrote ``OUT``."""
-    out = Path(out)
-    return out.with_name(out.name + ".run.json")
-
-
 def write_run_settings(out: Path | str, fingerprint: str, settings: Mapping[str, Any]) -> None:
     """Save the run's fingerprint and the settings it hashes (any JSON-able mapping) beside ``out``,
     atomically, so a later ``--resume`` can name the setting that changed."""
     data = {"fingerprint": fingerprint, "settings": dict(settings)}
-    _atomic_write(run_settings_path(out), orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    atomic_write(run_settings_path(out), orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
 def read_run_settings(out: Path | str) -> tuple[str, dict[str, Any]] | None:
@@ -293,7 +285,7 @@ class ReuseIndex:
         out_path = Path(out) if out is not None else None
         for given in paths:
             path = Path(given)
-            if out_path is not None and _same_file(path, out_path):
+            if out_path is not None and same_file(path, out_path):
                 raise InputError(
                     f"--reuse {path} is the output file itself",
                     hint="reuse the previous output under another name, or pass --resume to finish that run",
@@ -376,10 +368,3 @@ class ReuseIndex:
         data.pop("duplicate_id", None)
         data["reused"] = True
         return data
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)

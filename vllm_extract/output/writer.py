@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..exceptions import LockHeldError, OutputError
+from .files import lock_path
 from .records import ErrorKind, Record, RecordError, UnencodableRecordError, parse_record
 from .resume import DoneRecord, read_run_settings, write_run_settings
 
@@ -60,7 +61,7 @@ class OutputWriter:
         errors_path: Path | str | None = None,
     ) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_path = lock_path(self.path)
         self.resume = resume
         self.overwrite = overwrite
         self.errors_path = Path(errors_path) if errors_path else None

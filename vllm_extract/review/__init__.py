@@ -11,12 +11,11 @@ This package never imports typer or rich; only ``vllm_extract.cli`` does.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..exceptions import InputError, OutputError
+from ..output.files import atomic_write
 from ..output.paths import check_written_paths
 from .data import InputTexts, ReviewStats, build_review_data, read_output_records
 from .page import render_page
@@ -66,20 +65,8 @@ def write_review(
     payload, stats = build_review_data(
         read_output_records(records_path), source_name=records_path.name, texts=texts, gold=gold, types=types
     )
-    _write_atomically(out, render_page(payload))
-    return stats
-
-
-def _write_atomically(path: Path, text: str) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-                stream.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(out, render_page(payload).encode("utf-8"))
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return stats

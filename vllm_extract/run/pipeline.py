@@ -34,6 +34,7 @@ from ..exceptions import ContextOverflowError
 from ..extract.alignment import Mentions, align_document
 from ..extract.chunking import Chunk, chunk_document, split_span
 from ..extract.parsing import RawEntity, parse_response
+from ..output.files import atomic_write
 from ..output.resume import ResumeGuard, ReuseIndex
 from ..readers import BadInput, Document, InputItem, SkippedFile, page_of
 from .plan import RunPlan
@@ -375,9 +376,7 @@ class ExtractionPipeline:
         else:
             path = self.texts_dir / f"{sha}.txt"
             if not path.exists():
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(item.text, encoding="utf-8", errors="surrogateescape")
-                tmp.replace(path)
+                atomic_write(path, item.text.encode("utf-8", "surrogateescape"))
             out["text_path"] = str(path)
         if item.pages is not None:
             out["pages"] = [list(span) for span in item.pages]

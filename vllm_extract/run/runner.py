@@ -28,6 +28,7 @@ from ..exceptions import (
     OutputError,
 )
 from ..output import OutputWriter, ResumeGuard, ReuseIndex
+from ..output.files import lock_path, manifest_path, run_settings_path
 from ..output.paths import check_written_paths
 from ..output.report import write_metrics, write_report
 from ..output.resume import check_resume
@@ -393,11 +394,8 @@ def check_run_paths(inputs: Sequence[str], out: Path, settings: Settings, option
     """Refuse, before anything is read or loaded, output paths that cannot be written or would
     destroy an input: ``--out`` and the files beside it, ``--errors``, ``--report``,
     ``--metrics-file``, ``--texts`` (see ``output.paths``). Raises ``OutputError``."""
-    from ..output.resume import run_settings_path
-    from ..sharding import manifest_path
-
     beside = {
-        "the lock beside --out": out.with_name(out.name + ".lock"),
+        "the lock beside --out": lock_path(out),
         "the settings beside --out": run_settings_path(out),
         "the engine log beside --out": options.engine_log,
         "the shard manifest beside --out": manifest_path(out) if options.shard is not None else None,
