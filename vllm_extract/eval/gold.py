@@ -15,7 +15,7 @@ Any other field is ignored (so a gold file is also valid ``run`` input: only ``t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, TypeVar
@@ -23,18 +23,16 @@ from typing import Any, Protocol, TypeGuard, TypeVar
 import orjson
 
 from ..exceptions import InputError
+from ..output.jsonl import iter_objects
 
 __all__ = [
     "GoldDocument",
     "GoldSpan",
-    "iter_jsonl",
     "load_by_id",
     "load_gold",
     "parse_gold_document",
     "write_gold",
 ]
-
-_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -96,39 +94,27 @@ def load_by_id(
 ) -> dict[str, _T]:
     """Read a JSONL file of documents keyed by id (gold, or a run's output); return ``{id: doc}``
     in file order. ``parse(record, line, "path:line")`` validates one line. A leading UTF-8 BOM is
-    skipped, as are blank lines. Raises ``InputError`` when the file cannot be read (naming
-    ``what``), for a bad line (naming it), and, naming every one of them, when ids repeat."""
+    skipped, as are blank lines; the last line counts whether or not it ends with a newline (these
+    files may be written by people, and JSON Lines allows it: ``output.jsonl`` calls it torn).
+    Raises ``InputError`` when the file cannot be read (naming ``what``), for a bad line (naming
+    it), and, naming every one of them, when ids repeat."""
     path = Path(path)
-    try:
-        raw = path.read_bytes().removeprefix(_BOM)
-    except OSError as exc:
-        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}", hint="check the path") from None
     documents: dict[str, _T] = {}
     duplicates: dict[str, list[int]] = {}
-    for line_no, record in iter_jsonl(raw.splitlines(), path):
-        doc = parse(record, line_no, f"{path}:{line_no}")
-        if doc.id in documents:
-            duplicates.setdefault(doc.id, [documents[doc.id].line]).append(line_no)
-            continue
-        documents[doc.id] = doc
+    try:
+        with open(path, "rb") as stream:
+            for line_no, record in iter_objects(stream, path, hint="one JSON object per line", keep_torn=True):
+                doc = parse(record, line_no, f"{path}:{line_no}")
+                if doc.id in documents:
+                    duplicates.setdefault(doc.id, [documents[doc.id].line]).append(line_no)
+                    continue
+                documents[doc.id] = doc
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}", hint="check the path") from None
     if duplicates:
         named = "; ".join(f"{i!r} on lines {', '.join(map(str, lines))}" for i, lines in duplicates.items())
         raise InputError(f"{path}: duplicate ids in the {what}: {named}", hint=hint)
     return documents
-
-
-def iter_jsonl(lines: Iterable[bytes | str], path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank JSONL line; ``InputError`` on bad JSON."""
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise InputError(f"{path}:{line_no}: not valid JSON ({exc})", hint="one JSON object per line") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-        yield line_no, record
 
 
 def parse_gold_document(record: dict[str, Any], *, line: int = 0, where: str = "gold") -> GoldDocument:

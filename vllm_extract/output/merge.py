@@ -40,6 +40,7 @@ import orjson
 from ..exceptions import OutputError, RecordError, VLLMClientError
 from ..sharding import read_manifest, shard_of
 from .files import manifest_path
+from .jsonl import read_lines
 from .paths import check_written_paths
 from .records import Record, parse_record
 from .resume import read_run_settings, write_run_settings
@@ -113,20 +114,17 @@ def _scan(path: Path, number: int, problems: list[str]) -> _Shard:
     fingerprint = (shard.manifest or {}).get("fingerprint")
     wrong_fp: list[str] = []
     foreign: list[str] = []
-    offset = 0
     with open(path, "rb") as stream:
-        for line_no, line in enumerate(stream, 1):
-            if not line.endswith(b"\n"):
-                problems.append(f"{path}: line {line_no} is torn (the run was cut while writing)")
+        for line in read_lines(stream):
+            if line.torn:
+                problems.append(f"{path}: line {line.number} is torn (the run was cut while writing)")
                 break
             try:
-                record = parse_record(line, number=line_no)
+                record = parse_record(line.data, number=line.number)
             except RecordError as exc:
                 problems.append(f"{path}: {exc.message}")
-                offset += len(line)
                 continue
-            entry = _Entry(record.index, number, offset, len(line), record.id)
-            offset += len(line)
+            entry = _Entry(record.index, number, line.offset, len(line.data), record.id)
             shard.entries.append(entry)
             if fingerprint is not None and record.fingerprint != fingerprint:
                 wrong_fp.append(f"{entry.id!r} ({record.fingerprint})")

@@ -27,6 +27,7 @@ import orjson
 
 from ..exceptions import InputError, OutputError
 from .files import atomic_write, run_settings_path, same_file
+from .jsonl import read_lines
 from .records import Record, RecordError, Status, parse_record
 
 __all__ = [
@@ -309,15 +310,13 @@ class ReuseIndex:
     def _add(self, path: Path, file_number: int, fingerprint: str | None) -> None:
         damaged: list[int] = []
         with open(path, "rb") as stream:
-            offset = 0
-            for number, line in enumerate(stream, 1):
-                start, offset = offset, offset + len(line)
-                if not line.endswith(b"\n"):
-                    break  # a torn last line: an interrupted write, not a record
+            for line in read_lines(stream):
+                if line.torn:
+                    break  # an interrupted write, not a record
                 try:
-                    record = parse_record(line, number=number)
+                    record = parse_record(line.data, number=line.number)
                 except RecordError:
-                    damaged.append(number)
+                    damaged.append(line.number)
                     continue
                 self.records += 1
                 if record.status != "ok" or record.text_sha256 is None:
@@ -327,7 +326,7 @@ class ReuseIndex:
                     self.other_fingerprints += 1
                     continue
                 key = (record.id, record.text_sha256, record.fingerprint)
-                self._at.setdefault(key, _Where(file_number, start, len(line)))
+                self._at.setdefault(key, _Where(file_number, line.offset, len(line.data)))
         if damaged:
             self.damaged_lines += len(damaged)
             shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")

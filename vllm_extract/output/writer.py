@@ -11,10 +11,10 @@ files (each undecodable byte as ``\\xNN``, ``memo_\\xff.txt``; any other lone su
 replaced by an ``internal`` error record for the same id and index, and the run goes on.
 
 ``resume=True`` reads what an earlier run left. Only an unterminated last line is torn (a write
-cut by a kill): it is cut. Any bad *complete* line (not JSON, not a valid record, or not the record
-of the next input position) means the file is damaged or mixes runs: ``open`` raises
-``OutputError`` naming the line and leaves the file untouched, byte for byte. What was done is in
-``done`` (index -> ``DoneRecord``), ``done_errors`` counts its error records, and
+cut by a kill; ``jsonl`` has the rule): it is cut. Any bad *complete* line (not JSON, not a valid
+record, or not the record of the next input position) means the file is damaged or mixes runs:
+``open`` raises ``OutputError`` naming the line and leaves the file untouched, byte for byte. What
+was done is in ``done`` (index -> ``DoneRecord``), ``done_errors`` counts its error records, and
 ``previous_settings`` holds the settings saved by that run (``OUT.run.json``), if any; check them
 against the current run with ``resume.ResumeGuard`` before generating anything.
 
@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from ..exceptions import LockHeldError, OutputError
 from .files import lock_path
+from .jsonl import read_lines
 from .records import ErrorKind, Record, RecordError, UnencodableRecordError, parse_record
 from .resume import DoneRecord, read_run_settings, write_run_settings
 
@@ -157,11 +158,12 @@ class OutputWriter:
         done: dict[int, DoneRecord] = {}
         errors = 0
         with open(self.path, "rb") as stream:
-            for number, line in enumerate(stream, 1):
-                if not line.endswith(b"\n"):
-                    break  # only the last line can lack its newline: a torn write
+            for line in read_lines(stream):
+                if line.torn:
+                    break  # a write cut by a kill: cut below
+                number = line.number
                 try:
-                    record = parse_record(line, number=number)
+                    record = parse_record(line.data, number=number)
                 except RecordError as exc:
                     raise self._damaged(number, exc.message) from exc
                 out_of_place = self._out_of_place(record, number, done)
@@ -169,7 +171,7 @@ class OutputWriter:
                     raise self._damaged(number, out_of_place)
                 done[record.index] = DoneRecord.of(record, number)
                 errors += record.status == "error"
-                good_end += len(line)
+                good_end = line.end
         self.done, self.done_errors = done, errors
         size = self.path.stat().st_size
         if good_end < size:
@@ -294,19 +296,19 @@ def _read_pid(fd: int) -> int | None:
 
 def read_records(path: Path | str) -> list[dict[str, Any]]:
     """All complete records of an output (or errors) file, each validated against the record
-    contract, as parsed JSON objects (a torn last line is ignored).
+    contract, as parsed JSON objects (a torn last line is ignored: ``jsonl``).
 
     Raises ``RecordError`` (an ``OutputError``) naming the line when one is not a valid record.
     """
     out: list[dict[str, Any]] = []
     with open(path, "rb") as stream:
-        for number, line in enumerate(stream, 1):
-            if not line.endswith(b"\n"):
+        for line in read_lines(stream):
+            if line.torn:
                 break
             try:
-                record = parse_record(line, number=number)
+                record = parse_record(line.data, number=line.number)
             except RecordError as exc:
-                raise RecordError(f"{path} {exc.message}", line=number) from exc
+                raise RecordError(f"{path} {exc.message}", line=line.number) from exc
             out.append(record.to_dict())
     return out
 

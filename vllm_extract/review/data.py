@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import orjson
-
 from ..eval.gold import GoldDocument
 from ..exceptions import InputError
+from ..output.jsonl import iter_objects
 from ..readers import Document, iter_documents
 
 __all__ = [
@@ -65,27 +64,16 @@ def read_output_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each record of a ``run`` output file.
 
     Blank lines are skipped and a torn last line (a run still writing) is ignored, as ``--resume``
-    does. Any other line that is not a JSON object raises ``InputError`` naming the file and line.
+    does (``output.jsonl``). Any other line that is not a JSON object raises ``InputError`` naming
+    the file and line.
     """
     path = Path(path)
+    hint = "pass the --out file of a run"
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as stream:
+            yield from iter_objects(stream, path, hint=hint)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint="pass the --out file of a run") from None
-    lines = raw.split(b"\n")
-    torn = lines[-1] if lines else b""
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            if line is torn and line_no == len(lines):
-                return  # the unterminated tail of a run still writing
-            raise InputError(f"{path}:{line_no}: not valid JSON ({exc})", hint="pass the --out file of a run") from None
-        if not isinstance(record, dict):
-            raise InputError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-        yield line_no, record
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}", hint=hint) from None
 
 
 class InputTexts:
