@@ -24,9 +24,10 @@ from vllm_extract.cli import app
 from vllm_extract.clients.base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.output.files import manifest_path
-from vllm_extract.output.merge import MergeError, merge_shards
+from vllm_extract.output.merge import MergeError
+from vllm_extract.output.shards import read_manifest, shard_of
+from vllm_extract.run.merge import merge_shards
 from vllm_extract.run.runner import RunOptions, run_job
-from vllm_extract.sharding import read_manifest, shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from vllm_extract.run.pipeline import _looping, text_sha256
+from vllm_extract.output.records import text_sha256
+from vllm_extract.run.pipeline import _looping
 
 
 def answer(*texts: str) -> str:

@@ -25,7 +25,8 @@ def merge(
     Example: vllm-extract merge out-*.jsonl --out out.jsonl
     """  # noqa: E501 - one paragraph per line: Typer rewraps help text
     _setup_logging(False, False)
-    from ..output.merge import MergeError, merge_shards
+    from ..output.merge import MergeError
+    from ..run.merge import merge_shards
 
     try:
         result = merge_shards(shards, out, overwrite=overwrite)

@@ -15,8 +15,8 @@ from rich.console import Console
 
 from ..exceptions import VLLMClientError
 from ..output.files import engine_log_path
+from ..output.shards import parse_shard
 from ..run.runner import RunOptions, check_run_paths, run_job
-from ..sharding import parse_shard
 from ._app import (
     EXIT_CODES_HELP,
     EXIT_DOC_ERRORS,

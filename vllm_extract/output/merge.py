@@ -1,7 +1,7 @@
 """Merging shard outputs (``run --shard I/N``) into one output in input order.
 
-``merge_shards(paths, out)`` reads every shard output and its manifest (``OUT.shard.json``, written
-when a shard run finishes; see ``vllm_extract.sharding``), checks the set, and only then writes
+``merge_shard_files(paths, out)`` reads every shard output and its manifest (``OUT.shard.json``,
+written when a shard run finishes; see ``shards``), checks the set, and only then writes
 ``out``: the records sorted by their global ``index``, in canonical form, so the merged file has
 the lines an unsharded run writes (records carry no shard field: which shard wrote a record is in
 the manifests, and a record's shard follows from its id).
@@ -16,8 +16,9 @@ is found):
 - each file holds as many records as its manifest says, and each record's id hashes to the
   file's shard;
 - every input position ``0 .. inputs-1`` appears exactly once across all files: a missing
-  document is named by position (and by id and ``source:line`` when the inputs named in the
-  manifests can still be read here), a duplicated one by id, position and the files holding it.
+  document is named by position (and by id and ``source:line`` when ``name_missing`` can read the
+  inputs named in the manifests: ``run.merge`` passes one that does), a duplicated one by id,
+  position and the files holding it.
 
 The total number of inputs comes from the manifests, not from the records: only the shard runs
 read the whole input, and the highest index seen cannot reveal documents missing at the end.
@@ -29,8 +30,7 @@ re-read from their files while writing.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -38,15 +38,15 @@ from typing import IO, Any
 import orjson
 
 from ..exceptions import OutputError, RecordError, VLLMClientError
-from ..sharding import read_manifest, shard_of
 from .files import manifest_path
 from .jsonl import read_lines
 from .paths import check_written_paths
 from .records import Record, parse_record
 from .resume import read_run_settings, write_run_settings
+from .shards import read_manifest, shard_of
 from .writer import OutputWriter
 
-__all__ = ["MergeError", "MergeResult", "merge_shards"]
+__all__ = ["MergeError", "MergeResult", "MissingNamer", "merge_shard_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,10 @@ class MergeError(VLLMClientError):
             hint="fix or rerun the shards named above, then merge again",
         )
         self.problems = problems
+
+
+MissingNamer = Callable[[list[dict[str, Any]], set[int]], dict[int, str] | None]
+"""Names missing input positions from the manifests' inputs: ``{position: "'id' (source:line)"}``."""
 
 
 @dataclass
@@ -160,42 +164,17 @@ def _agree(shards: list[_Shard], key: str, label: str, problems: list[str]) -> A
     return orjson.loads(next(iter(values))) if values else None
 
 
-def _missing_names(manifests: list[dict[str, Any]], missing: set[int]) -> dict[int, str] | None:
-    """Names (``'id' (source:line)``) of missing positions, read from the inputs the shards ran on.
-
-    None when those inputs cannot be read here (another machine's paths, stdin) or have changed.
-    """
-    from ..readers import BadInput, Document, iter_documents
-    from ..sharding import ShardFilter, ShardSpec
-
-    first = manifests[0]
-    inputs = first.get("inputs") or []
-    if not inputs or "-" in inputs or not all(os.path.exists(p) for p in inputs):
-        return None
-    try:
-        items = iter_documents(
-            inputs,
-            id_field=first.get("id_field", "id"),
-            text_field=first.get("text_field", "text"),
-            globs=tuple(first.get("globs") or ()),
-        )
-        counter = ShardFilter(items, ShardSpec(0, 1))
-        names: dict[int, str] = {}
-        for item in counter:
-            if isinstance(item, Document | BadInput) and item.index in missing:
-                where = f"{item.source}:{item.line}" if item.line is not None else item.source
-                names[item.index] = f"{item.id!r} ({where})"
-    except Exception as exc:  # noqa: BLE001 - naming is a courtesy; positions are always given
-        logger.warning("could not read the inputs to name missing documents: %s", exc)
-        return None
-    if counter.digest != first.get("inputs_sha256"):
-        logger.warning("the inputs changed since the shards ran: missing documents are named by position only")
-        return None
-    return names
-
-
-def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: bool = False) -> MergeResult:
+def merge_shard_files(
+    paths: Sequence[Path | str],
+    out: Path | str,
+    *,
+    overwrite: bool = False,
+    name_missing: MissingNamer | None = None,
+) -> MergeResult:
     """Check shard outputs (see the module docstring) and write them to ``out`` in input order.
+
+    ``name_missing(manifests, positions)`` names missing documents (``{position: "'id'
+    (source:line)"}``), or returns None when it cannot; without it they are named by position.
 
     Raises ``MergeError`` (exit 1) listing every problem found, before writing anything;
     ``OutputError`` (exit 2) when an input file is missing, ``out`` is one of the inputs, or ``out``
@@ -251,7 +230,7 @@ def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: boo
         missing = sorted(set(range(total)) - set(seen))
         if missing:
             manifests = [s.manifest for s in shards if s.manifest is not None]
-            names = _missing_names(manifests, set(missing)) or {}
+            names = (name_missing(manifests, set(missing)) if name_missing else None) or {}
             described = [f"{names[i]} at position {i}" if i in names else f"position {i}" for i in missing]
             problems.append(f"{len(missing)} of {total} document(s) are missing: {_names(described)}")
     elif not problems:

@@ -30,6 +30,7 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ __all__ = [
     "record_json_schema",
     "records_markdown",
     "render_record_schema",
+    "text_sha256",
 ]
 
 Status = Literal["ok", "error"]
@@ -291,6 +293,12 @@ class Record(_Model):
             return orjson.dumps(self.to_dict())
         except TypeError as exc:
             raise UnencodableRecordError(f"record cannot be written as JSON: {exc}") from exc
+
+
+def text_sha256(text: str) -> str:
+    """A record's ``text_sha256``: hex SHA-256 of a document's text as read (UTF-8; lone surrogates,
+    from bytes that were not UTF-8, encoded as they are). The one place this hash is computed."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def parse_record(line: bytes | str, *, number: int | None = None) -> Record:

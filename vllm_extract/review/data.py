@@ -17,7 +17,6 @@ prediction matched, drawn from the gold file).
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, TypeGuard
 from ..eval.gold import GoldDocument
 from ..exceptions import InputError
 from ..output.jsonl import iter_objects
+from ..output.records import text_sha256
 from ..readers import Document, iter_documents
 
 __all__ = [
@@ -212,14 +212,12 @@ def _document(
     text, origin = _text_for(record, doc_id, texts, gold_doc)
     notes: list[str] = []
     expected = record.get("text_sha256")
-    if isinstance(expected, str) and text is not None:
-        actual = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        if actual != expected.strip().lower():
-            raise InputError(
-                f"{source_name}:{line_no}: document {doc_id!r}: the text from {origin} does not match the "
-                f"record's text_sha256 (offsets would point at the wrong characters)",
-                hint="review with the same inputs the run read",
-            )
+    if isinstance(expected, str) and text is not None and text_sha256(text) != expected.strip().lower():
+        raise InputError(
+            f"{source_name}:{line_no}: document {doc_id!r}: the text from {origin} does not match the "
+            f"record's text_sha256 (offsets would point at the wrong characters)",
+            hint="review with the same inputs the run read",
+        )
 
     predicted: list[tuple[str, int, int, str | None]] = []
     raw_entities = record.get("entities")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import threading
 import time
@@ -35,11 +34,12 @@ from ..extract.alignment import Mentions, align_document
 from ..extract.chunking import Chunk, chunk_document, split_span
 from ..extract.parsing import RawEntity, parse_response
 from ..output.files import atomic_write
+from ..output.records import text_sha256
 from ..output.resume import ResumeGuard, ReuseIndex
 from ..readers import BadInput, Document, InputItem, SkippedFile, page_of
 from .plan import RunPlan
 
-__all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary", "text_sha256"]
+__all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ def _looping(content: str) -> bool:
     from ..extract.grammar import repeated_entity_token_share
 
     return repeated_entity_token_share(content, len) >= LOOPING_SHARE
-
-
-def text_sha256(text: str) -> str:
-    """Hex SHA-256 of a document's text as read (UTF-8; lone surrogates escaped)."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass

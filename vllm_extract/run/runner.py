@@ -30,12 +30,14 @@ from ..exceptions import (
 from ..output import OutputWriter, ResumeGuard, ReuseIndex
 from ..output.files import lock_path, manifest_path, run_settings_path
 from ..output.paths import check_written_paths
+from ..output.records import text_sha256
 from ..output.report import write_metrics, write_report
 from ..output.resume import check_resume
+from ..output.shards import ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 from ..readers import BadInput, Document, InputItem, SkippedFile, count_documents, iter_documents
-from ..sharding import ShardFilter, ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
-from .pipeline import ExtractionPipeline, RunSummary, text_sha256
+from .pipeline import ExtractionPipeline, RunSummary
 from .plan import ResolvedModel, RunPlan, build_plan, fingerprint_parts, resolve_model
+from .shards import ShardFilter, shard_manifest
 
 __all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
 
@@ -54,7 +56,7 @@ class RunOptions:
     on a private local Ray instance) or ``ray`` (replicas on the Ray cluster at ``ray_address``, a
     private local instance when None). ``replicas`` (default ``data_parallel_size``) and
     ``gpus_per_replica`` (default ``tensor_parallel_size`` when the cluster has GPUs, else 0) shape
-    them. ``shard``: ``(I, N)`` keeps only the documents of shard I of N (``sharding``): the
+    them. ``shard``: ``(I, N)`` keeps only the documents of shard I of N (``output.shards``): the
     output holds their records with their global ``index`` and a finished run writes
     ``OUT.shard.json`` for ``vllm-extract merge``.
     """
@@ -366,7 +368,7 @@ async def run_job(
                 await active.close()
         manifest = None
         if sharded is not None and sharded.exhausted and not summary.interrupted:
-            manifest = write_manifest(out, _shard_manifest(sharded, plan, settings, inputs))
+            manifest = write_manifest(out, shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
     exit_code = 1 if writer.errors_in_file else 0
     report = build_report(summary, stats, plan, options, inputs, out, started, active)
@@ -423,29 +425,6 @@ def _open_output(out: Path, options: RunOptions, shard: ShardSpec | None) -> Out
         "errors_path": options.errors_path,
     }
     return ShardOutputWriter(out, shard, **kwargs) if shard is not None else OutputWriter(out, **kwargs)
-
-
-def _shard_manifest(sharded: ShardFilter, plan: RunPlan, settings: Settings, inputs: Sequence[str]) -> dict[str, Any]:
-    """What ``merge`` needs from a finished shard (see ``sharding``): which shard, how many inputs
-    in all and their digest, how many records this shard wrote, the run's fingerprint, and how the
-    inputs were read (to name missing documents by id when they are readable at merge time)."""
-    from ..sharding import MANIFEST_FORMAT
-
-    ext = settings.extraction
-    return {
-        "format": MANIFEST_FORMAT,
-        "shard": sharded.shard.as_dict(),
-        "inputs_total": sharded.total,
-        "inputs_sha256": sharded.digest,
-        "records": sharded.kept,
-        "fingerprint": plan.fingerprint,
-        "inputs": list(inputs),
-        "id_field": ext.id_field,
-        "text_field": ext.text_field,
-        "globs": list(ext.globs),
-        "vllm_extract_version": __version__,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def _identities(items: Iterable[InputItem]) -> Iterator[tuple[int, str, str | None]]:

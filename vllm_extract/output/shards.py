@@ -1,4 +1,4 @@
-"""Shards: split one job over machines by a stable hash of each document's id.
+"""Shards, the output side: which shard a document belongs to, a shard's output and its manifest.
 
 ``run --shard I/N`` keeps the documents of shard ``I`` of ``N`` (0-based: ``0/4`` .. ``3/4``, as
 Slurm array task ids and Kubernetes indexed-job completion indexes count) and writes its own
@@ -9,36 +9,34 @@ output, lock and resume state. Which shard a document belongs to depends only on
 the same on every machine, Python version and process (Python's ``hash`` is salted per process).
 Documents with the same id always land in the same shard, so ``duplicate_id`` flags match an
 unsharded run's. Records keep their global ``index`` (position in the whole input), which is what
-``vllm-extract merge`` sorts by.
+``vllm-extract merge`` sorts by (``ShardOutputWriter`` keeps them).
 
-Every shard reads the whole input (it must, to count positions), so every shard sees every item:
-``ShardFilter`` counts them (``inputs_total``) and hashes their identities (``inputs_sha256``). A
-shard that finishes writes ``OUT.shard.json`` (the *manifest*) beside its output; a merge trusts
-the total and the digest only from manifests, so an unfinished shard, or shards run over different
-inputs, cannot merge into a silently incomplete file.
+A shard that finishes writes ``OUT.shard.json`` (the *manifest*) beside its output: which shard,
+how many inputs there are in all and their digest (counted on the input side, ``run.shards``),
+how many records it wrote, and the run's fingerprint. A merge trusts the total and the digest only
+from manifests, so an unfinished shard, or shards run over different inputs, cannot merge into a
+silently incomplete file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .exceptions import ConfigurationError, OutputError
-from .output.files import atomic_write, manifest_path
-from .output.records import Record
-from .output.resume import DoneRecord
-from .output.writer import OutputWriter
-from .readers import BadInput, Document, InputItem, SkippedFile
+from ..exceptions import ConfigurationError, OutputError
+from .files import atomic_write, manifest_path
+from .records import Record
+from .resume import DoneRecord
+from .writer import OutputWriter
 
 __all__ = [
     "MANIFEST_FORMAT",
-    "ShardFilter",
     "ShardOutputWriter",
     "ShardSpec",
     "parse_shard",
@@ -96,47 +94,6 @@ def shard_of(doc_id: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def _identity(item: Document | BadInput) -> bytes:
-    """What makes an input item the same on every machine: position, id, source, line, text hash."""
-    text = None
-    if isinstance(item, Document):
-        text = hashlib.sha256(item.text.encode("utf-8", "surrogatepass")).hexdigest()
-    return orjson.dumps([item.index, item.id, item.source, item.line, text])
-
-
-class ShardFilter:
-    """Iterates the items of one shard and, on the way, counts and hashes every input item.
-
-    ``total`` (items read, documents and bad inputs, i.e. the input's length) and ``digest`` (hex
-    SHA-256 over every item's identity, in order) are final once the iteration is exhausted
-    (``exhausted`` says so). Skipped files (outside the globs) pass through: every shard lists them.
-    """
-
-    def __init__(self, items: Iterable[InputItem], shard: ShardSpec) -> None:
-        self._items = items
-        self.shard = shard
-        self.total = 0
-        self.kept = 0
-        self.exhausted = False
-        self._hash = hashlib.sha256()
-
-    @property
-    def digest(self) -> str:
-        return self._hash.hexdigest()
-
-    def __iter__(self) -> Iterator[InputItem]:
-        for item in self._items:
-            if isinstance(item, SkippedFile):
-                yield item
-                continue
-            self.total += 1
-            self._hash.update(_identity(item))
-            if self.shard.owns(item.id):
-                self.kept += 1
-                yield item
-        self.exhausted = True
-
-
 def write_manifest(out: Path | str, manifest: dict[str, Any]) -> Path:
     """Write ``manifest`` next to ``out`` atomically (``files.atomic_write``); return its path.
 
@@ -191,7 +148,7 @@ def _manifest_problem(data: dict[str, Any]) -> str | None:
 
     shard = data["shard"]
     if not (isinstance(shard, dict) and count(shard.get("index")) and count(shard.get("count"))):
-        return f"'shard' must be {{\"index\": I, \"count\": N}} with whole numbers, not {shard!r}"
+        return f'\'shard\' must be {{"index": I, "count": N}} with whole numbers, not {shard!r}'
     if shard["index"] >= shard["count"]:
         return f"shard index {shard['index']} is not below the count {shard['count']}"
     if not count(data.get("inputs_total")):

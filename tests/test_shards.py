@@ -13,9 +13,7 @@ import pytest
 
 from vllm_extract.exceptions import ConfigurationError, OutputError
 from vllm_extract.output.files import manifest_path
-from vllm_extract.readers import BadInput, Document, SkippedFile
-from vllm_extract.sharding import (
-    ShardFilter,
+from vllm_extract.output.shards import (
     ShardOutputWriter,
     ShardSpec,
     parse_shard,
@@ -24,6 +22,8 @@ from vllm_extract.sharding import (
     shard_of,
     write_manifest,
 )
+from vllm_extract.readers import BadInput, Document, SkippedFile
+from vllm_extract.run.shards import ShardFilter
 
 
 def test_parse_shard_is_zero_based_and_validated():
@@ -54,7 +54,7 @@ def test_shard_of_is_a_fixed_function_of_the_id():
 
 
 def test_shard_of_does_not_depend_on_the_process_hash_seed():
-    code = "from vllm_extract.sharding import shard_of; print([shard_of(f'd{n}', 5) for n in range(40)])"
+    code = "from vllm_extract.output.shards import shard_of; print([shard_of(f'd{n}', 5) for n in range(40)])"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],
