@@ -16,8 +16,9 @@ from vllm_extract.cli import app
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
+from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.plan import PROMPT_SLACK_TOKENS, build_plan, resolve_model
+from vllm_extract.run.plan import build_plan, resolve_model
 from vllm_extract.run.runner import plan_for_local_model, plan_job
 
 ROOT = Path(__file__).resolve().parent.parent

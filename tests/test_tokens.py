@@ -8,7 +8,8 @@ import pytest
 
 from vllm_extract.config import VLLMConfig
 from vllm_extract.exceptions import ConfigurationError, ContextOverflowError
-from vllm_extract.extract.tokens import EstimateTokenizer, HFTokenizer, TokenEstimator, Tokenizer, load_tokenizer
+from vllm_extract.extract.tokens import EstimateTokenizer, HFTokenizer, Tokenizer, load_tokenizer
+from vllm_extract.run.budgets import TokenEstimator
 
 SMALL = VLLMConfig(max_model_len=1000, max_prompt_tokens=900, max_completion_tokens=500)
 TEXT = "The Buyer, Acme Corporation of Delaware, shall pay Jane Doe $1,500,000 on 3 March 2021. "

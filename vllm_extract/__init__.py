@@ -37,10 +37,10 @@ from .exceptions import (
     VLLMClientError,
 )
 from .extract.alignment import Entity
-from .extract.tokens import TokenEstimator
 from .output import OutputWriter, read_records
 from .readers import BadInput, Document, iter_documents
 from .review import write_review
+from .run.budgets import TokenEstimator
 from .run.pipeline import ExtractionPipeline, RunSummary
 from .run.plan import ResolvedModel, RunPlan, build_plan, resolve_model
 from .run.runner import RunOptions, RunResult, open_run, plan_job, run_job

@@ -140,17 +140,6 @@ class VLLMConfig:
         """The model name sent to an HTTP server (model_id when set, else model)."""
         return self.model_id or self.model
 
-    def fitted_to(self, context: int) -> VLLMConfig:
-        """A copy whose budgets fit a model context of ``context`` tokens (the smaller of it and
-        ``max_model_len``): prompts and completions leave at least one token of room."""
-        limit = min(context, self.max_model_len)
-        return dataclasses.replace(
-            self,
-            max_model_len=limit,
-            max_prompt_tokens=min(self.max_prompt_tokens, limit - 1),
-            max_completion_tokens=min(self.max_completion_tokens, limit - 1),
-        )
-
     def server_urls(self) -> list[str]:
         """base_url followed by the extra servers, without duplicates or trailing slashes."""
         urls: list[str] = []

@@ -8,7 +8,7 @@
   tiktoken has no offline encoding) and multiplies by a safety margin. Its counts are estimates
   (``exact = False``) and every report says so.
 
-``TokenEstimator`` is the documented budget API on top of a Tokenizer.
+``run.budgets.TokenEstimator`` is the documented budget API on top of a Tokenizer.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import logging
 import math
 from typing import Any, Protocol, runtime_checkable
 
-from ..config import VLLMConfig
-from ..exceptions import ConfigurationError, ContextOverflowError
+from ..exceptions import ConfigurationError
 
 __all__ = [
     "EstimateTokenizer",
     "HFTokenizer",
-    "TokenEstimator",
+    "Messages",
     "Tokenizer",
     "load_tokenizer",
 ]
@@ -199,76 +198,3 @@ def load_tokenizer(model_path: str) -> Tokenizer:
         logger.warning("no local tokenizer for %s (%s): token counts are estimates", model_path, exc)
         return EstimateTokenizer()
     return HFTokenizer(tok, name=model_path)
-
-
-class TokenEstimator:
-    """The documented budget API: prompt sizes, completion budgets and chunk sizes."""
-
-    def __init__(self, config: VLLMConfig | None = None, tokenizer: Tokenizer | None = None) -> None:
-        self.config = config or VLLMConfig()
-        self.tokenizer: Tokenizer = tokenizer or EstimateTokenizer()
-
-    @property
-    def exact(self) -> bool:
-        return self.tokenizer.exact
-
-    def count_tokens(self, prompt: str | Messages) -> int:
-        """Tokens of a plain string, or of chat messages with the template applied."""
-        if isinstance(prompt, str):
-            return len(self.tokenizer.encode(prompt))
-        return len(self.tokenizer.encode_chat(prompt))
-
-    def estimate_prompt_tokens(
-        self, prompt: str | Messages, max_completion_tokens: int | None = None
-    ) -> tuple[int, int]:
-        """Return ``(prompt_tokens, adjusted_max_completion)``.
-
-        The completion budget shrinks so that prompt + completion fits ``max_model_len``.
-        Raises ContextOverflowError when the prompt alone is over ``max_prompt_tokens`` or leaves
-        no room for a completion.
-        """
-        prompt_tokens = self.count_tokens(prompt)
-        return prompt_tokens, self.completion_budget(prompt_tokens, max_completion_tokens)
-
-    def completion_budget(self, prompt_tokens: int, max_completion_tokens: int | None = None) -> int:
-        wanted = max_completion_tokens or self.config.max_completion_tokens
-        limit = self.config.max_prompt_tokens
-        if prompt_tokens > limit:
-            raise ContextOverflowError(
-                f"prompt of {prompt_tokens} tokens is over the {limit}-token prompt budget",
-                estimated_tokens=prompt_tokens,
-                max_tokens=limit,
-                hint="lower chunk_tokens or shorten the instructions",
-            )
-        room = self.config.max_model_len - prompt_tokens
-        if room < 1:
-            raise ContextOverflowError(
-                f"prompt of {prompt_tokens} tokens leaves no room in the {self.config.max_model_len}-token context",
-                estimated_tokens=prompt_tokens,
-                max_tokens=self.config.max_model_len - 1,
-                hint="lower chunk_tokens",
-            )
-        return min(wanted, room)
-
-    def calculate_chunk_size(self, total_tokens: int, overlap_percent: float = 0.1) -> tuple[int, int]:
-        """Return ``(chunk_size, num_chunks)`` for a text of ``total_tokens`` tokens.
-
-        Chunks are at most the largest size that fits the prompt budget (after the completion
-        reserve), overlapping by ``overlap_percent``; sizes are balanced so the last chunk is not a
-        sliver.
-        """
-        limit = self.max_chunk_tokens()
-        if total_tokens <= limit:
-            return max(total_tokens, 0), 1 if total_tokens > 0 else 0
-        overlap = int(limit * overlap_percent)
-        stride = limit - overlap
-        num = math.ceil((total_tokens - overlap) / stride)
-        size = math.ceil((total_tokens + (num - 1) * overlap) / num)
-        return min(size, limit), num
-
-    def max_chunk_tokens(self, overhead_tokens: int = 0) -> int:
-        """The largest chunk that fits: under max_prompt_tokens and leaving the completion reserve."""
-        cfg = self.config
-        by_prompt = cfg.max_prompt_tokens - overhead_tokens
-        by_context = cfg.max_model_len - cfg.max_completion_tokens - overhead_tokens
-        return max(1, min(by_prompt, by_context))

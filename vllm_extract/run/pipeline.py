@@ -171,7 +171,7 @@ class ExtractionPipeline:
                 pending.extend(reversed(split_span(chunk)))
                 continue
             budget = plan.completion_budget(len(ids))
-            prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.max_model_len - len(ids)))
+            prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.completion_room(len(ids))))
         return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
 
     def windows(

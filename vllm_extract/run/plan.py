@@ -5,24 +5,13 @@ context. ``build_plan`` turns Settings plus that model (and, for a server, the s
 tokenizer) into a frozen ``RunPlan``: the budgets in force, the tokenizer that counts prompts, the
 decoding mode, what the transport takes (token ids or messages), the instruction text, the schema,
 the chunk size and the run's fingerprint. ``vllm-extract plan`` stops there; ``run`` hands the plan
-to the pipeline and the client.
-
-Budget rules (all counts in tokens of the model's own tokenizer, chat template included):
-
-- context in force = min(``max_model_len``, the model's own limit from its ``config.json`` or the
-  server's ``/v1/models``);
-- a prompt may use up to min(``max_prompt_tokens``, context - 1);
-- its completion budget is min(``max_completion_tokens``, context - prompt): it shrinks so prompt +
-  completion fits, and a prompt that leaves no room is a ``ContextOverflowError``;
-- chunk size = min(``chunk_tokens``, room left after the instructions, the template and
-  ``PROMPT_SLACK_TOKENS``, and the completion budget).
+to the pipeline and the client. The budget rules are written once, in ``budgets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,23 +20,20 @@ import orjson
 
 from .._version import __version__
 from ..config import ExtractionConfig, Settings, VLLMConfig
-from ..exceptions import BudgetError, ConfigurationError, ContextOverflowError
+from ..exceptions import ConfigurationError
 from ..extract.prompts import build_instructions, build_messages, build_schema
 from ..extract.tokens import Tokenizer
+from . import budgets
 
 __all__ = [
     "DECODING_MODES",
-    "PROMPT_SLACK_TOKENS",
     "ResolvedModel",
     "RunPlan",
     "build_plan",
     "resolve_model",
 ]
 
-logger = logging.getLogger(__name__)
 
-PROMPT_SLACK_TOKENS = 8  # room for tokens that merge differently at a chunk's edges
-MIN_CHUNK_TOKENS = 32  # below this a chunk holds too little text to be worth a request
 DECODING_MODES = ("grounded", "schema")
 # Files whose content changes what a model answers; hashed into the run fingerprint.
 _FINGERPRINT_FILES = (
@@ -140,24 +126,12 @@ class RunPlan:
     def completion_budget(self, prompt_tokens: int) -> int:
         """Completion tokens for a prompt of ``prompt_tokens`` tokens: min(``max_completion_tokens``,
         context - prompt). Raises ``ContextOverflowError`` when the prompt is over
-        ``max_prompt_tokens`` or leaves no room."""
-        cfg = self.settings.vllm
-        if prompt_tokens > cfg.max_prompt_tokens:
-            raise ContextOverflowError(
-                f"prompt of {prompt_tokens} tokens is over the {cfg.max_prompt_tokens}-token prompt budget",
-                estimated_tokens=prompt_tokens,
-                max_tokens=cfg.max_prompt_tokens,
-                hint="lower chunk_tokens or shorten the instructions",
-            )
-        room = cfg.max_model_len - prompt_tokens
-        if room < 1:
-            raise ContextOverflowError(
-                f"prompt of {prompt_tokens} tokens leaves no room in the {cfg.max_model_len}-token context",
-                estimated_tokens=prompt_tokens,
-                max_tokens=cfg.max_model_len - 1,
-                hint="lower chunk_tokens",
-            )
-        return min(cfg.max_completion_tokens, room)
+        ``max_prompt_tokens`` or leaves no room (``budgets.completion_budget``)."""
+        return budgets.completion_budget(self.settings.vllm, prompt_tokens)
+
+    def completion_room(self, prompt_tokens: int) -> int:
+        """The most completion tokens the context leaves after a prompt (a retry's ceiling)."""
+        return budgets.context_room(self.settings.vllm, prompt_tokens)
 
     def messages(self, chunk_text: str) -> list[dict[str, str]]:
         """The chat messages for one chunk (instructions first: they are the cached prefix)."""
@@ -203,32 +177,10 @@ def build_plan(
     if ext.decoding not in DECODING_MODES:
         raise ConfigurationError(f"unknown decoding {ext.decoding!r}", hint="use grounded or schema")
     limits = [c for c in (model.context, context) if c]
-    vllm = settings.vllm.fitted_to(min(limits)) if limits else settings.vllm.fitted_to(settings.vllm.max_model_len)
+    vllm = budgets.fit_to_context(settings.vllm, min(limits, default=settings.vllm.max_model_len))
     instructions = build_instructions(ext.entity_types)
     overhead = len(tokenizer.encode_chat(build_messages(instructions, "")))
-    by_prompt = vllm.max_prompt_tokens - overhead - PROMPT_SLACK_TOKENS
-    # Room for text once instructions and a completion of the full budget fit; when the budget
-    # does not leave MIN_CHUNK_TOKENS, it shrinks (the documented rule), down to a quarter of
-    # the context at most.
-    by_context = vllm.max_model_len - vllm.max_completion_tokens - overhead - PROMPT_SLACK_TOKENS
-    if by_context < MIN_CHUNK_TOKENS:
-        shrunk = vllm.max_model_len - overhead - PROMPT_SLACK_TOKENS - max(MIN_CHUNK_TOKENS, vllm.max_model_len // 4)
-        if shrunk >= 1:
-            logger.warning(
-                "max_completion_tokens %d leaves no room for text in a %d-token context; using %d",
-                vllm.max_completion_tokens,
-                vllm.max_model_len,
-                shrunk,
-            )
-            vllm = dataclasses.replace(vllm, max_completion_tokens=shrunk)
-            by_context = vllm.max_model_len - shrunk - overhead - PROMPT_SLACK_TOKENS
-    chunk_tokens = min(ext.chunk_tokens, by_prompt, by_context)
-    if chunk_tokens < MIN_CHUNK_TOKENS:
-        raise BudgetError(
-            f"the instructions take {overhead} tokens and leave no room for document text "
-            f"in a {vllm.max_model_len}-token context with {vllm.max_completion_tokens} completion tokens",
-            hint="raise max_model_len or max_prompt_tokens, use fewer entity types, or a model with a longer context",
-        )
+    vllm, chunk_tokens = budgets.fit_budgets(vllm, overhead, ext.chunk_tokens)
     in_force = Settings(vllm, dataclasses.replace(ext, chunk_tokens=chunk_tokens))
     schema = build_schema(ext)
     plan = RunPlan(
