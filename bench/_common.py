@@ -196,7 +196,7 @@ class Bench:
     def plan(self) -> RunPlan:
         """The run plan of the benchmark settings (built once; no engine)."""
         if "plan" not in self.shared:
-            from vllm_extract.run.runner import plan_for_local_model
+            from vllm_extract.run.plan import plan_for_local_model
 
             self.shared["plan"] = plan_for_local_model(self.settings)
         plan: RunPlan = self.shared["plan"]

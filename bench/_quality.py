@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench/out"))
     args = parser.parse_args()
     from vllm_extract import DirectVLLMClient
-    from vllm_extract.run.runner import plan_for_local_model
+    from vllm_extract.run.plan import plan_for_local_model
 
     args.work.mkdir(parents=True, exist_ok=True)
     settings = common.make_settings(args.max_tokens, args.chunk_tokens)

@@ -36,7 +36,7 @@ from _common import Row
 
 from vllm_extract import DirectVLLMClient, RunOptions, Settings
 from vllm_extract.clients.ray import RayOptions, RayVLLMClient
-from vllm_extract.run.runner import plan_for_local_model
+from vllm_extract.run.plan import plan_for_local_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -56,7 +56,7 @@ def row9_grammar_cost(b: Bench, client: Any) -> Row:
 
     from vllm_extract.readers import Document, iter_documents
     from vllm_extract.run.pipeline import ExtractionPipeline
-    from vllm_extract.run.runner import plan_for_client
+    from vllm_extract.run.plan import plan_for_client
 
     plan = plan_for_client(b.settings, client)
     pipeline = ExtractionPipeline(None, plan)

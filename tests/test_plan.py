@@ -17,9 +17,9 @@ from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS
+from vllm_extract.run.dry_run import plan_job
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.plan import build_plan, resolve_model
-from vllm_extract.run.runner import plan_for_local_model, plan_job
+from vllm_extract.run.plan import build_plan, plan_for_local_model, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

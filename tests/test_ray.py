@@ -34,7 +34,8 @@ from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.runner import RunOptions, plan_for_client, run_job
+from vllm_extract.run.plan import plan_for_client
+from vllm_extract.run.runner import RunOptions, run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOKENS = 32
@@ -64,7 +65,8 @@ def test_one_engine_refuses_data_parallel():
 
 
 def test_replicas_widen_the_window_but_not_the_fingerprint(tiny_model_path):
-    from vllm_extract.run.runner import _with_replica_windows, plan_for_local_model
+    from vllm_extract.run.plan import plan_for_local_model
+    from vllm_extract.run.runner import _with_replica_windows
 
     plan = plan_for_local_model(Settings(VLLMConfig(model=str(tiny_model_path)), ExtractionConfig(window_chunks=8)))
     wide = _with_replica_windows(plan, 3)

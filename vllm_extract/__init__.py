@@ -41,9 +41,10 @@ from .output import OutputWriter, read_records
 from .readers import BadInput, Document, iter_documents
 from .review import write_review
 from .run.budgets import TokenEstimator
+from .run.dry_run import plan_job
 from .run.pipeline import ExtractionPipeline, RunSummary
 from .run.plan import ResolvedModel, RunPlan, build_plan, resolve_model
-from .run.runner import RunOptions, RunResult, open_run, plan_job, run_job
+from .run.runner import RunOptions, RunResult, open_run, run_job
 
 __all__ = [
     "BadInput",

@@ -234,7 +234,7 @@ def plan(
     """
     flags = SettingsFlags.from_options(locals())  # first: locals() is then only the options
     _setup_logging(False, False)
-    from ..run.runner import plan_job
+    from ..run.dry_run import plan_job
 
     try:
         settings = _settings(config, flags)

