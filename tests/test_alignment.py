@@ -20,13 +20,12 @@ from hypothesis import strategies as st
 from vllm_extract.extract.alignment import (
     MENTION_MODES,
     Alignment,
-    Entity,
     align_document,
     expand_mentions,
-    ground_entities,
     merge_entities,
 )
 from vllm_extract.extract.chunking import Chunk, chunk_document
+from vllm_extract.extract.grounding import Entity, ground_entities
 from vllm_extract.extract.parsing import RawEntity, parse_response
 
 ALLOWED = ("PERSON", "ORGANIZATION", "MONEY")

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from vllm_extract.config import EntityType, ExtractionConfig
 from vllm_extract.exceptions import ModelNotLoadedError
-from vllm_extract.extract.alignment import ground_entities
 from vllm_extract.extract.chunking import Chunk
 from vllm_extract.extract.grammar import (
     build_grounded_grammar,
@@ -24,6 +23,7 @@ from vllm_extract.extract.grammar import (
     grounding_units,
     repeated_entity_token_share,
 )
+from vllm_extract.extract.grounding import ground_entities
 from vllm_extract.extract.parsing import RawEntity
 
 EXAMPLE_DOCS = Path(__file__).resolve().parent.parent / "examples" / "docs"

@@ -36,7 +36,7 @@ from .exceptions import (
     OutputError,
     VLLMClientError,
 )
-from .extract.alignment import Entity
+from .extract.grounding import Entity
 from .output import OutputWriter, read_records
 from .readers import BadInput, Document, iter_documents
 from .review import write_review
