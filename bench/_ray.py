@@ -36,7 +36,7 @@ from _common import Row
 
 from vllm_extract import DirectVLLMClient, RunOptions, Settings
 from vllm_extract.clients.ray import RayOptions, RayVLLMClient
-from vllm_extract.run.plan import plan_for_local_model
+from vllm_extract.run.plan import plan_for_local_model, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,9 @@ def row_ray_vs_direct(corpus: Path, work: Path, settings: Settings, *, rounds: i
     # (all of them, shared among the replicas), or the ratio measures torch threads, not Ray.
     cpus = max(1, (os.cpu_count() or 1) // replicas)
     options = RayOptions(replicas=replicas, cpus_per_replica=cpus)
-    on_ray = RayVLLMClient(plan.vllm, model=plan.model.path, max_model_len=plan.max_model_len, options=options)
+    on_ray = RayVLLMClient(
+        plan.vllm, model=plan.model.path, max_model_len=plan.max_model_len, options=options, resolve=resolve_model
+    )
     asyncio.run(on_ray.connect())
     ray_load = time.perf_counter() - started
     try:

@@ -34,7 +34,7 @@ from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.plan import plan_for_client
+from vllm_extract.run.plan import plan_for_client, resolve_model
 from vllm_extract.run.runner import RunOptions, run_job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +132,7 @@ def connected(model: Path, replicas: int) -> RayVLLMClient:
         engine_config(model, max_completion_tokens=MAX_TOKENS),
         model=str(model),
         options=RayOptions(replicas=replicas),
+        resolve=resolve_model,
     )
     asyncio.run(client.connect())
     return client

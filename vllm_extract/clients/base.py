@@ -12,12 +12,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import ENFORCED_SEED, ENFORCED_TEMPERATURE, VLLMConfig
 
 __all__ = [
     "ClientStats",
+    "ModelResolver",
+    "ResolvedModelLike",
     "ResponseCallback",
     "VLLMClientInterface",
     "VLLMClientType",
@@ -29,6 +31,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ResponseCallback = Callable[["VLLMResponse"], None]
+
+
+class ResolvedModelLike(Protocol):
+    """What a client needs of a resolved ``--model`` (``run.plan.ResolvedModel`` is one): the local
+    folder or hub id to load, and its revision when known. Clients never resolve a model themselves:
+    the run layer resolves it, or hands them a ``ModelResolver``."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def revision(self) -> str | None: ...
+
+
+ModelResolver = Callable[[str], ResolvedModelLike]
+"""Resolves a ``--model`` value where it runs (``run.plan.resolve_model``); passed to Ray replicas."""
 
 
 class VLLMClientType(enum.Enum):

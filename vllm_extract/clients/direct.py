@@ -18,12 +18,13 @@ import asyncio
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
 from ..exceptions import ConfigurationError, ModelNotLoadedError
 from ..extract.tokens import HFTokenizer, Tokenizer
 from .base import (
+    ResolvedModelLike,
     ResponseCallback,
     VLLMClientInterface,
     VLLMClientType,
@@ -31,9 +32,6 @@ from .base import (
     VLLMResponse,
     enforce_sampling,
 )
-
-if TYPE_CHECKING:
-    from ..run.plan import RunPlan
 
 __all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"]
 
@@ -102,6 +100,19 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None
     return kwargs
 
 
+class _Plan(Protocol):
+    """What ``from_plan`` reads of a run plan (``run.plan.RunPlan``)."""
+
+    @property
+    def vllm(self) -> VLLMConfig: ...
+
+    @property
+    def model(self) -> ResolvedModelLike: ...
+
+    @property
+    def max_model_len(self) -> int: ...
+
+
 class DirectVLLMClient(VLLMClientInterface):
     """Runs the model in this process with ``vllm.LLM``; ``generate_batch`` is one native batch.
 
@@ -130,7 +141,7 @@ class DirectVLLMClient(VLLMClientInterface):
         self.cpu = False
 
     @classmethod
-    def from_plan(cls, plan: RunPlan) -> DirectVLLMClient:
+    def from_plan(cls, plan: _Plan) -> DirectVLLMClient:
         """A client for a run plan: its engine settings, resolved model folder and context."""
         return cls(plan.vllm, model_path=plan.model.path, max_model_len=plan.max_model_len)
 

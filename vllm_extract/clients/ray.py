@@ -45,7 +45,7 @@ from typing import Any
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, GPUMonitorError, ModelNotLoadedError
-from .base import ResponseCallback, VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
+from .base import ModelResolver, ResponseCallback, VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 
 __all__ = ["RAY_INSTALL_HINT", "EngineReplica", "RayOptions", "RayVLLMClient", "import_ray", "slice_bounds"]
 
@@ -107,18 +107,17 @@ def slice_bounds(n: int, parts: int) -> list[tuple[int, int]]:
 class EngineReplica:
     """One engine replica; Ray runs it as an actor (``ray.remote(EngineReplica)``).
 
-    Builds a ``DirectVLLMClient`` for ``model`` (resolved on the replica's own node: ``tiny`` is
-    prepared there, a hub id comes from that node's cache) with ``max_model_len`` tokens of
-    context (None: the model's own). Raises ``ModelNotLoadedError`` from the constructor when the
+    Builds a ``DirectVLLMClient`` for ``model`` (resolved by ``resolve`` on the replica's own node:
+    ``tiny`` is prepared there, a hub id comes from that node's cache) with ``max_model_len`` tokens
+    of context (None: the model's own). Raises ``ModelNotLoadedError`` from the constructor when the
     engine does not load.
     """
 
-    def __init__(self, config: VLLMConfig, model: str, max_model_len: int | None) -> None:
-        from ..run.plan import resolve_model
+    def __init__(self, config: VLLMConfig, model: str, max_model_len: int | None, resolve: ModelResolver) -> None:
         from .direct import DirectVLLMClient
 
         _unnice()  # before the engine starts: its processes and threads inherit the priority
-        resolved = resolve_model(model)
+        resolved = resolve(model)
         self.client = DirectVLLMClient(
             dataclasses.replace(config, data_parallel_size=1), model_path=resolved.path, max_model_len=max_model_len
         )
@@ -164,7 +163,8 @@ class EngineReplica:
 class RayVLLMClient(VLLMClientInterface):
     """``generate_batch`` on ``options.replicas`` engine replicas of a Ray cluster (see the module).
 
-    ``model`` is the ``--model`` value, resolved again on each replica's node; ``max_model_len`` the
+    ``model`` is the ``--model`` value, resolved again on each replica's node by ``resolve`` (the run
+    layer passes ``run.plan.resolve_model``: clients resolve nothing themselves); ``max_model_len`` the
     context every replica is built with (the run plan's; None: the model's own, read back from the
     replicas after ``connect``, as the direct client does). ``config`` gives the engine settings
     (``tensor_parallel_size`` GPUs per replica; ``data_parallel_size`` is not passed to vLLM).
@@ -179,8 +179,10 @@ class RayVLLMClient(VLLMClientInterface):
         model: str | None = None,
         max_model_len: int | None = None,
         options: RayOptions | None = None,
+        resolve: ModelResolver,
     ) -> None:
         super().__init__(config)
+        self.resolve = resolve
         self.options = options or RayOptions()
         self.model_path: str = model or self.config.model
         self._requested_len = max_model_len
@@ -231,7 +233,8 @@ class RayVLLMClient(VLLMClientInterface):
             )
             config = dataclasses.replace(self.config, data_parallel_size=1)
             self._actors = [
-                remote.remote(config, self.model_path, self._requested_len) for _ in range(self.options.replicas)
+                remote.remote(config, self.model_path, self._requested_len, self.resolve)
+                for _ in range(self.options.replicas)
             ]
             logger.info(
                 "starting %d engine replica(s) of %s on Ray (%s GPU(s) each)",

@@ -234,7 +234,9 @@ async def _open_ray_run(
             checked = dataclasses.replace(config, tensor_parallel_size=1, data_parallel_size=gpus)
         preflight(checked, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
     context = plan.max_model_len if plan else settings.vllm.max_model_len
-    client = RayVLLMClient(config, model=settings.vllm.model, max_model_len=context, options=ray_options)
+    client = RayVLLMClient(
+        config, model=settings.vllm.model, max_model_len=context, options=ray_options, resolve=resolve_model
+    )
     try:
         await client.connect()
         if plan is None:  # the driver has no model files: the replicas' tokenizer counts
