@@ -406,6 +406,21 @@ def test_count_documents(tmp_path: Path) -> None:
     assert count_documents([str(a), "-"]) is None
 
 
+def test_count_documents_walks_a_folder_as_the_reader_does(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.txt").write_text("a", encoding="utf-8")
+    (root / "real" / "notes.csv").write_text("skipped", encoding="utf-8")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_text("b", encoding="utf-8")
+    (other / "c.jsonl").write_text('{"text": "c1"}\n{"text": "c2"}\n', encoding="utf-8")
+    (root / "linked").symlink_to(other)  # a symlinked folder: read, so counted
+    (root / "real" / "up").symlink_to(root)  # a link back: one bad input
+    items = [i for i in _items(root, globs=("*.txt", "*.jsonl")) if not isinstance(i, SkippedFile)]
+    assert count_documents([str(root)], globs=("*.txt", "*.jsonl")) == len(items) == 5
+
+
 # --- property: any mix of good and junk lines ------------------------------------------------
 
 _json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(10**9), 10**9), st.text(max_size=10))

@@ -197,10 +197,16 @@ def _folder(
         elif step.kind == "unreadable":
             yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {step.detail}")
         elif step.kind == "entry":
-            if any(fnmatch(os.path.basename(step.path), g) for g in globs) or not os.path.exists(step.path):
+            if _reads(step.path, globs):
                 yield from _file(step.path, counter, id_field, text_field, max_line_bytes, direct=False)
             else:
                 yield SkippedFile(shown)
+
+
+def _reads(path: str, globs: tuple[str, ...]) -> bool:
+    """Whether a folder input reads the file at ``path``: its name matches the globs, or it is a
+    link to nothing (read, so that it is reported)."""
+    return any(fnmatch(os.path.basename(path), g) for g in globs) or not os.path.exists(path)
 
 
 def _jsonl_stream(
@@ -311,7 +317,9 @@ def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = DEFAULT_GLO
     JSONL files count their lines (at least 1: an empty file is one bad input); every other file
     counts 1 (a PDF is one document whatever its pages). Nothing but JSONL files is opened, and no
     FIFO, socket or device ever is. None when an input is stdin or a pipe (it cannot be counted
-    without consuming it). Symlinked folders are not followed here, so a count can fall short.
+    without consuming it). A folder is walked as the reader walks it (``walk_folder``: symlinked
+    folders followed, each once); a folder reached again or not listable counts 1, as the reader
+    yields one bad input for it.
     """
     total = 0
     globs = tuple(globs)
@@ -319,10 +327,11 @@ def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = DEFAULT_GLO
         if name == "-":
             return None
         if os.path.isdir(name):
-            for root, _dirs, files in os.walk(name, followlinks=False):
-                for file in files:
-                    if any(fnmatch(file, g) for g in globs):
-                        total += _count_lines(os.path.join(root, file)) if _suffix(file) in JSONL_SUFFIXES else 1
+            for step in walk_folder(name):
+                if step.kind in ("loop", "unreadable"):
+                    total += 1
+                elif step.kind == "entry" and _reads(step.path, globs):
+                    total += _count_lines(step.path) if _suffix(step.path) in JSONL_SUFFIXES else 1
             continue
         st, problem = file_status(name)
         if st is not None and problem is not None:
