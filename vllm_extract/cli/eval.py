@@ -126,7 +126,7 @@ def gold_from_conll(
     import orjson
 
     from ..eval import read_conll, write_gold
-    from ..output.paths import check_written_paths
+    from ..run.paths import check_written_paths
 
     try:
         documents = read_conll(file, id_prefix=id_prefix, per_sentence=per_sentence)

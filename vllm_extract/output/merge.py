@@ -40,7 +40,6 @@ import orjson
 from ..exceptions import OutputError, RecordError, VLLMClientError
 from .files import manifest_path
 from .jsonl import read_lines
-from .paths import check_written_paths
 from .records import Record, parse_record
 from .resume import read_run_settings, write_run_settings
 from .shards import read_manifest, shard_of
@@ -176,18 +175,13 @@ def merge_shard_files(
     ``name_missing(manifests, positions)`` names missing documents (``{position: "'id'
     (source:line)"}``), or returns None when it cannot; without it they are named by position.
 
-    Raises ``MergeError`` (exit 1) listing every problem found, before writing anything;
-    ``OutputError`` (exit 2) when an input file is missing, ``out`` is one of the inputs, or ``out``
-    exists and ``overwrite`` is false; ``LockHeldError`` (exit 4) when another run writes ``out``.
+    The paths are checked first by the caller (``run.merge.merge_shards``: every shard output is a
+    file and ``out`` is none of them). Raises ``MergeError`` (exit 1) listing every problem found,
+    before writing anything; ``OutputError`` (exit 2) when ``out`` exists and ``overwrite`` is
+    false; ``LockHeldError`` (exit 4) when another run writes ``out``.
     """
     files = [Path(p) for p in paths]
     out = Path(out)
-    if not files:
-        raise OutputError("no shard outputs given", hint="e.g. vllm-extract merge out-*.jsonl --out out.jsonl")
-    for path in files:
-        if not path.is_file():
-            raise OutputError(f"shard output {path} does not exist or is not a file")
-    check_written_paths({"--out": out}, read={f"the shard output {path}": path for path in files})
     if out.exists() and out.stat().st_size > 0 and not overwrite:
         raise OutputError(f"{out} already exists and would be overwritten", hint="pass --overwrite to replace it")
     problems: list[str] = []

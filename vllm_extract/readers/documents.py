@@ -153,7 +153,7 @@ class FolderStep(NamedTuple):
 def walk_folder(root: str) -> Iterator[FolderStep]:
     """Walk a folder INPUT as ``iter_documents`` reads it: depth first, entries in byte order of
     their names, symlinked folders followed, each real folder once (a link back is a ``loop``).
-    ``output.paths`` walks the same way to know which files a run would read."""
+    ``run.paths`` walks the same way to know which files a run would read."""
     seen: set[str] = set()
 
     def walk(directory: str) -> Iterator[FolderStep]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..exceptions import InputError, OutputError
 from ..output.files import atomic_write
-from ..output.paths import check_written_paths
+from ..run.paths import check_written_paths
 from .data import InputTexts, ReviewStats, build_review_data, read_output_records
 from .page import render_page
 

@@ -1,9 +1,9 @@
 """``vllm-extract merge``: join shard outputs into one output in input order, naming what is missing.
 
-``merge_shards`` is ``output.merge.merge_shard_files`` (every check, and the writing) with missing
-documents named by id and ``source:line``: the inputs the shards read, as their manifests name
-them, are read again here (the output side reads no inputs), and only when they still hash to the
-shards' digest.
+``merge_shards`` checks the paths (``paths``), then runs ``output.merge.merge_shard_files`` (every
+check of the shards, and the writing) with missing documents named by id and ``source:line``: the
+inputs the shards read, as their manifests name them, are read again here (the output side reads
+no inputs), and only when they still hash to the shards' digest.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import OutputError
 from ..output.merge import MergeResult, merge_shard_files
 from ..output.shards import ShardSpec
 from ..readers import BadInput, Document, iter_documents
+from .paths import check_written_paths
 from .shards import ShardFilter
 
 __all__ = ["merge_shards", "name_missing"]
@@ -32,7 +34,14 @@ def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: boo
     ``OutputError`` (exit 2) when an input file is missing, ``out`` is one of the inputs, or ``out``
     exists and ``overwrite`` is false; ``LockHeldError`` (exit 4) when another run writes ``out``.
     """
-    return merge_shard_files(paths, out, overwrite=overwrite, name_missing=name_missing)
+    files = [Path(p) for p in paths]
+    if not files:
+        raise OutputError("no shard outputs given", hint="e.g. vllm-extract merge out-*.jsonl --out out.jsonl")
+    for path in files:
+        if not path.is_file():
+            raise OutputError(f"shard output {path} does not exist or is not a file")
+    check_written_paths({"--out": Path(out)}, read={f"the shard output {path}": path for path in files})
+    return merge_shard_files(files, out, overwrite=overwrite, name_missing=name_missing)
 
 
 def name_missing(manifests: list[dict[str, Any]], missing: set[int]) -> dict[int, str] | None:

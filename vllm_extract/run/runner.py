@@ -29,12 +29,12 @@ from ..exceptions import (
 )
 from ..output import OutputWriter, ResumeGuard, ReuseIndex
 from ..output.files import lock_path, manifest_path, run_settings_path
-from ..output.paths import check_written_paths
 from ..output.records import text_sha256
 from ..output.report import write_metrics, write_report
 from ..output.resume import check_resume
 from ..output.shards import ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 from ..readers import BadInput, Document, InputItem, count_documents
+from .paths import check_written_paths
 from .pipeline import ExtractionPipeline, RunSummary
 from .plan import RunPlan, fingerprint_parts, plan_for_client, plan_for_local_model, read_inputs, resolve_model
 from .report import build_report
@@ -359,7 +359,7 @@ def _make_texts_dir(path: Path) -> None:
 def check_run_paths(inputs: Sequence[str], out: Path, settings: Settings, options: RunOptions) -> None:
     """Refuse, before anything is read or loaded, output paths that cannot be written or would
     destroy an input: ``--out`` and the files beside it, ``--errors``, ``--report``,
-    ``--metrics-file``, ``--texts`` (see ``output.paths``). Raises ``OutputError``."""
+    ``--metrics-file``, ``--texts`` (see ``paths``). Raises ``OutputError``."""
     beside = {
         "the lock beside --out": lock_path(out),
         "the settings beside --out": run_settings_path(out),

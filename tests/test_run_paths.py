@@ -1,4 +1,4 @@
-"""Paths a command writes are checked before anything is read or loaded (``output.paths``), and
+"""Paths a command writes are checked before anything is read or loaded (``run.paths``), and
 through the CLI: an input is never the output, a missing folder is exit 2 before the run."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from vllm_extract.cli import app
 from vllm_extract.exceptions import OutputError
-from vllm_extract.output.paths import check_written_paths
 from vllm_extract.readers.documents import DEFAULT_GLOBS
+from vllm_extract.run.paths import check_written_paths
 
 runner = CliRunner()
 LINES = b'{"id": "a", "text": "Ada Lovelace met Charles Babbage."}\n{"id": "b", "text": "In London."}\n'

@@ -7,6 +7,9 @@ sit in an existing folder, and none may be a file the command reads: ``--overwri
 earlier output, never an input. A file a folder INPUT would pick up (its name matches the globs,
 in the folder or any folder or symlink the reader follows from it) counts as read: the run would
 read its own output, and a later ``--resume`` would see a changed input.
+
+These checks see both sides (the paths written and the inputs, walked as the reader walks them),
+so they sit in the run layer: ``run``, ``merge``, ``review`` and ``gold from-conll`` call them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from ..exceptions import OutputError
-from .files import same_file
+from ..output.files import same_file
+from ..readers.documents import walk_folder
 
 __all__ = ["check_written_paths"]
 
@@ -102,8 +106,6 @@ class _FolderReach:
     files it picks up."""
 
     def __init__(self, name: str, globs: tuple[str, ...]) -> None:
-        from ..readers.documents import walk_folder
-
         self.name = name
         self.globs = globs
         self.dirs: set[str] = set()
