@@ -3,12 +3,17 @@
     from vllm_extract import Settings, VLLMConfig, run_job, plan_job, evaluate
 
 The data flow, one folder a stage: ``readers`` (inputs of every format -> documents),
-``plan`` (model, budgets, decoding, fingerprint: decided once), ``extract`` (chunks, prompts,
-grammars, parsing, alignment), ``clients`` (transports: in-process vLLM, HTTP), ``pipeline``
-(windows of native batches), ``output`` (records, writer, resume, report), ``runner`` (a whole
-job), ``eval`` (scores against gold spans) and ``review`` (an HTML page of the results).
+``extract`` (tokens, chunks, prompts, grammars, parsing, alignment), ``clients`` (transports:
+in-process vLLM, HTTP, Ray), ``output`` (records, writer, resume, merge, report). ``run`` drives a
+job: the plan (model, budgets, decoding, fingerprint: decided once), the pipeline, the runner.
+``engine`` holds the model, the local server and the GPUs; ``eval`` scores against gold spans,
+``review`` makes an HTML page of the results, ``cli`` is the command line. The leaf modules
+(``_version``, ``exceptions``, ``config``, ``events``) import nothing of the package; each layer
+imports only those below it (``tests/test_layering.py`` checks it).
 
-The heavy engines (vllm, torch, pynvml) are imported only when a client connects or a GPU is read.
+This file is the public API and nothing else: every name here is defined in the module named by
+its import. The heavy engines (vllm, torch, pynvml, ray) are imported only when a client connects
+or a GPU is read, and ``import vllm_extract`` loads neither Typer nor rich.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
-"""Records out: the record contract, the output file (writer, resume, reuse), the run report.
+"""Records out: the record contract, the output file (writer, resume, reuse), shards, the report.
 
-records   Record (the output line), ErrorKind, parse_record, the published JSON Schema
+records   Record (the output line), ErrorKind, parse_record, text_sha256, the published JSON Schema
 writer    OutputWriter (lock, fsync, resume scan), read_records
 resume    ResumeGuard / check_resume (--resume cannot mix runs), ReuseIndex (--reuse)
-report    the JSON run report and Prometheus metrics
+jsonl     the one JSONL line reader and its rule for a torn last line
+files     the files beside --out (lock, .run.json, .engine.log, .shard.json), the atomic write
+shards    which shard a document is in, a shard's output (ShardOutputWriter) and its manifest
+merge     shard outputs checked and merged into one output in input order
+report    writing the JSON run report and Prometheus metrics
+
+The output side imports nothing from the input side (readers, extract, run).
 """
 
 from .records import (

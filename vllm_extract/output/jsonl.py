@@ -12,9 +12,10 @@ The rule:
 - a UTF-8 byte-order mark opening the file is not part of line 1 (its offset is then 3);
 - the last line may lack its newline: it is **torn** (a write cut by a kill, or a run still
   writing). It is yielded with ``torn=True`` and is never parsed here: ``iter_objects`` skips it,
-  and each caller says what it means there (the resume scan cuts it, ``merge`` names it, the other
-  readers of a run's files ignore it). Only a file people write (a gold file, where JSON Lines lets
-  the last line end without a newline) takes it as a line;
+  and each caller says what it means there (the resume scan cuts it, ``merge`` names it,
+  ``read_records``, ``--reuse`` and ``review`` ignore it). Only ``eval``, whose gold and
+  predictions files people and other tools write too (JSON Lines lets the last line end without a
+  newline), takes it as a line;
 - blank lines are yielded as they are: a caller skips them or calls them damaged.
 
 Lines are read one at a time, so memory stays bounded by the longest line.
@@ -66,8 +67,8 @@ def iter_objects(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line_number, object)`` for each non-blank line holding a JSON object.
 
-    A torn last line is skipped, unless ``keep_torn`` (for a file people write: JSON Lines lets the
-    last line end without a newline). Raises ``InputError`` naming ``where:line`` for a line that is
+    A torn last line is skipped, unless ``keep_torn`` (for files people and other tools write: JSON
+    Lines lets the last line end without a newline). Raises ``InputError`` naming ``where:line`` for a line that is
     not JSON (with ``hint``) or not an object.
     """
     for line in read_lines(stream):
