@@ -41,18 +41,15 @@ class EmptyEntities(VLLMClientInterface):
     def __init__(self, model_path: Path) -> None:
         super().__init__(VLLMConfig(model=str(model_path), max_completion_tokens=32))
         self.model_path = str(model_path)
-        self.batches: list[list[VLLMRequest]] = []
+        self.requests: list[VLLMRequest] = []
 
     async def connect(self) -> bool:
         return True
 
-    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
-        self.batches.append(list(requests))
-        return [
-            VLLMResponse(r.request_id, content='{"entities": []}', finish_reason="stop",
-                         prompt_tokens=len(r.prompt_token_ids or ()), completion_tokens=5)
-            for r in requests
-        ]  # fmt: skip
+    async def generate_one(self, request: VLLMRequest) -> VLLMResponse:
+        self.requests.append(request)
+        return VLLMResponse(request.request_id, content='{"entities": []}', finish_reason="stop",
+                            prompt_tokens=len(request.prompt_token_ids or ()), completion_tokens=5)  # fmt: skip
 
     def get_tokenizer(self) -> Any:
         raise AssertionError("the tiny model's folder is local: its own tokenizer counts")
@@ -96,7 +93,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> S
 
 
 def settings_for(model: Path) -> Settings:
-    return Settings(VLLMConfig(model=str(model), max_completion_tokens=32), ExtractionConfig(window_chunks=2))
+    return Settings(VLLMConfig(model=str(model), max_completion_tokens=32), ExtractionConfig())
 
 
 def run(inputs: list[str], out: Path, model: Path, **options: Any) -> Any:
@@ -225,7 +222,7 @@ def test_unfinished_shard_is_refused_then_resumed(shards, tmp_path, tiny_model_p
 def test_shards_of_different_runs_are_refused(shards, tmp_path, tiny_model_path):
     outs = shards.copy_to(tmp_path)
     other = Settings(
-        VLLMConfig(model=str(tiny_model_path), max_completion_tokens=31), ExtractionConfig(window_chunks=2)
+        VLLMConfig(model=str(tiny_model_path), max_completion_tokens=31), ExtractionConfig()
     )
     options = RunOptions(shard=(2, 3), overwrite=True)
     asyncio.run(run_job(shards.inputs, outs[2], other, options, client=EmptyEntities(tiny_model_path)))

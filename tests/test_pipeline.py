@@ -11,7 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import TEST_MAX_TOKENS
 
 from vllm_extract import (
     DirectVLLMClient,
@@ -24,26 +23,55 @@ from vllm_extract import (
     run_job,
 )
 from vllm_extract.clients.base import VLLMClientInterface, VLLMResponse
+from vllm_extract.clients.stream import RequestStream
 from vllm_extract.extract.prompts import build_schema
 
 pytestmark = pytest.mark.slow
 
 
+class RecordingStream(RequestStream):
+    """A real client's stream that keeps every submission (one list per ``submit`` call)."""
+
+    def __init__(self, inner: RequestStream, submissions: list[list[VLLMRequest]]) -> None:
+        self.inner = inner
+        self.stats = inner.stats
+        self.submissions = submissions
+
+    async def submit(self, items: Any) -> None:
+        self.submissions.append([i.request for i in items])
+        await self.inner.submit(items)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def end(self) -> None:
+        self.inner.end()
+
+    def __aiter__(self) -> Any:
+        return self.inner.__aiter__()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def outstanding(self) -> int:
+        return self.inner.outstanding
+
+
 class RecordingClient(VLLMClientInterface):
-    """Passes batches to a real client and keeps what was actually sent."""
+    """Passes a run's stream to a real client and keeps what was actually sent."""
 
     def __init__(self, inner: VLLMClientInterface) -> None:
         super().__init__(inner.config)
         self.inner = inner
         self.client_type = inner.client_type
-        self.batches: list[list[VLLMRequest]] = []
+        self.batches: list[list[VLLMRequest]] = []  # one list per submission (one document)
 
     async def connect(self) -> bool:
         return True
 
-    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
-        self.batches.append(list(requests))
-        return await self.inner.generate_batch(requests, on_response)
+    def open_stream(self, **kwargs: Any) -> RequestStream:
+        return RecordingStream(self.inner.open_stream(**kwargs), self.batches)
 
     def get_tokenizer(self) -> Any:
         return self.inner.get_tokenizer()
@@ -142,13 +170,12 @@ class BudgetRecorder(RecordingClient):
     budget-filling prompts is tested by ``test_budget_filling_prompts_run_on_the_engine``.
     """
 
-    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
-        self.batches.append(list(requests))
-        return [
-            VLLMResponse(r.request_id, content='{"entities": []}', finish_reason="stop",
-                         prompt_tokens=len(r.prompt_token_ids or []))
-            for r in requests
-        ]  # fmt: skip
+    def open_stream(self, **kwargs: Any) -> RequestStream:
+        return RecordingStream(VLLMClientInterface.open_stream(self, **kwargs), self.batches)
+
+    async def generate_one(self, request: VLLMRequest) -> VLLMResponse:
+        return VLLMResponse(request.request_id, content='{"entities": []}', finish_reason="stop",
+                            prompt_tokens=len(request.prompt_token_ids or []))  # fmt: skip
 
 
 def _run_long_document(client, tokenizer, tmp_path, tokens: int, budget: int):
@@ -161,7 +188,7 @@ def _run_long_document(client, tokenizer, tmp_path, tokens: int, budget: int):
     out = tmp_path / "out.jsonl"
     run([str(src)], out, settings, client)
     sent = [r for batch in client.batches for r in batch]
-    assert len(client.batches) == 1  # the whole chunk list went out as one native batch
+    assert len(client.batches) == 1  # the document's chunks went to the engine together, in order
     lengths = [len(r.prompt_token_ids or []) for r in sent]
     effective = min(budget, client.max_model_len - 1 - vllm_config.max_completion_tokens)
     assert max(lengths) <= effective
@@ -267,9 +294,11 @@ def test_bad_inputs_become_error_records_and_run_continues(direct_client, tmp_pa
     assert result.summary.errors_by_kind == {"malformed_json": 1, "text_not_string": 1}
 
 
-def test_writer_resume_skips_done_windows(direct_client, examples, tmp_path):
+def test_writer_resume_skips_done_documents(direct_client, examples, tmp_path):
+    """With ``reorder_window 1`` the engine runs one document at a time, so the resumed documents
+    are batched as in the uninterrupted run: the output is byte-identical."""
     config = dataclasses.replace(direct_client.config, max_completion_tokens=32)
-    settings = Settings(config, ExtractionConfig(window_chunks=1))
+    settings = Settings(config, ExtractionConfig(reorder_window=1))
     full = tmp_path / "full.jsonl"
     run([str(examples / "docs")], full, settings, direct_client)
     lines = full.read_bytes().splitlines(keepends=True)
@@ -278,7 +307,6 @@ def test_writer_resume_skips_done_windows(direct_client, examples, tmp_path):
     recorder = RecordingClient(direct_client)
     run([str(examples / "docs")], part, settings, recorder, resume=True)
     assert part.read_bytes() == full.read_bytes()
-    assert TEST_MAX_TOKENS  # engine settings shared with the session
     sent_ids = {r.request_id.split("#")[0] for batch in recorder.batches for r in batch}
     done_ids = {orjson.loads(line)["id"] for line in lines[:2]}
     assert sent_ids and not sent_ids & done_ids
@@ -322,13 +350,13 @@ def test_grounded_decoding_writes_only_real_spans_and_more_than_schema(direct_cl
 
 def test_incremental_rerun_sends_only_new_and_changed_documents(direct_client, tmp_path):
     """Issue 13: a rerun with --reuse over 10 documents, 2 of them changed, sends only those 2
-    documents' chunks to the engine and writes what a full run writes. One chunk per window, so
-    every document is generated alone in both runs (vLLM's output can depend on batch make-up)."""
+    documents' chunks to the engine and writes what a full run writes. ``reorder_window 1``: every
+    document is generated alone in both runs (vLLM's output can depend on batch make-up)."""
     texts = [f"Memo {i}. Acme {i} Ltd. paid Jane Roe{i} ${i},000 in Boston on 3 May 202{i}." for i in range(10)]
     src = tmp_path / "docs.jsonl"
     src.write_bytes(b"".join(orjson.dumps({"id": f"d{i}", "text": t}) + b"\n" for i, t in enumerate(texts)))
     config = dataclasses.replace(direct_client.config, max_completion_tokens=24)
-    settings = Settings(config, ExtractionConfig(window_chunks=1, retry_truncated=False))
+    settings = Settings(config, ExtractionConfig(reorder_window=1, retry_truncated=False))
     first = tmp_path / "first.jsonl"
     run([str(src)], first, settings, direct_client)
     texts[3] = texts[3].replace("Boston", "Denver")

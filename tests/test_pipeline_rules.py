@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from vllm_extract.clients.followups import looping as _looping
 from vllm_extract.output.records import text_sha256
-from vllm_extract.run.pipeline import _looping
 
 
 def answer(*texts: str) -> str:

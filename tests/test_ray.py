@@ -1,9 +1,10 @@
 """The Ray backend (``run --engine ray``, ``--dp N``) on a real local Ray cluster started here.
 
 The slow tests start one Ray instance on 127.0.0.1 (``ray.init(num_cpus=2)``) and two replicas of
-the tiny model (one CPU each): data parallel on 2 cores, then a replica lost for good (its slice
-goes to the other), then, on the one left, the comparison with the local direct run, error
-isolation, input order, the report and a replica killed mid-batch (Ray restarts it and retries).
+the tiny model (one CPU each): data parallel on 2 cores (each replica pulls documents as it frees
+up), then a replica lost for good (its documents go to the other), then, on the one left, the
+comparison with the local direct run, error isolation, input order, the report and a replica
+killed mid-run (Ray restarts it; its unanswered requests are sent again).
 They run in file order and share the replicas (one model load less). The fast tests check what
 needs no cluster: option errors, the missing extra.
 """
@@ -15,8 +16,6 @@ import dataclasses
 import os
 import signal
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ from typer.testing import CliRunner
 
 from vllm_extract.cli import app
 from vllm_extract.clients.base import VLLMRequest
-from vllm_extract.clients.direct import engine_kwargs
-from vllm_extract.clients.ray import RayOptions, RayVLLMClient, slice_bounds
+from vllm_extract.clients.engine_loop import engine_kwargs
+from vllm_extract.clients.ray import RayOptions, RayVLLMClient
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
+from vllm_extract.events import ChunkDone
 from vllm_extract.exceptions import ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.pipeline import ExtractionPipeline
@@ -45,18 +45,6 @@ runner = CliRunner()
 # --- fast: no cluster ---------------------------------------------------------------------------
 
 
-def test_slices_are_contiguous_balanced_and_cover_everything():
-    assert slice_bounds(5, 2) == [(0, 3), (3, 5)]
-    assert slice_bounds(2, 4) == [(0, 1), (1, 2)]  # no empty slice
-    assert slice_bounds(0, 3) == []
-    for n in range(0, 40):
-        for parts in range(1, 6):
-            bounds = slice_bounds(n, parts)
-            assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
-            sizes = [b - a for a, b in bounds]
-            assert not sizes or max(sizes) - min(sizes) <= 1
-
-
 def test_one_engine_refuses_data_parallel():
     with pytest.raises(ConfigurationError, match="--dp N"):
         engine_kwargs(VLLMConfig(data_parallel_size=2), "m", 1024, cpu=True)
@@ -64,18 +52,8 @@ def test_one_engine_refuses_data_parallel():
     assert kwargs["tensor_parallel_size"] == 2 and "data_parallel_size" not in kwargs
 
 
-def test_replicas_widen_the_window_but_not_the_fingerprint(tiny_model_path):
-    from vllm_extract.run.plan import plan_for_local_model
-    from vllm_extract.run.runner import _with_replica_windows
-
-    plan = plan_for_local_model(Settings(VLLMConfig(model=str(tiny_model_path)), ExtractionConfig(window_chunks=8)))
-    wide = _with_replica_windows(plan, 3)
-    assert wide.extraction.window_chunks == 24 and wide.fingerprint == plan.fingerprint
-    assert _with_replica_windows(plan, 1) is plan
-
-
 def test_ray_options_are_validated():
-    for bad in ({"replicas": 0}, {"gpus_per_replica": -1}, {"cpus_per_replica": -0.5}, {"max_task_retries": -1}):
+    for bad in ({"replicas": 0}, {"gpus_per_replica": -1}, {"cpus_per_replica": -0.5}, {"pull_requests": -1}):
         with pytest.raises(ConfigurationError):
             RayOptions(**bad)  # type: ignore[arg-type]
 
@@ -159,75 +137,65 @@ def pool(ray_cluster: Any, tiny_model_path: Path) -> Iterator[RayVLLMClient]:
 
 @pytest.fixture
 def replica(pool: RayVLLMClient) -> RayVLLMClient:
-    """The pool down to one replica: each window is then one native batch, as in a local run."""
+    """The pool down to one replica: it is fed the whole stream in input order, as a local engine."""
     for actor in pool._actors[1:]:
         pool._drop(actor, RuntimeError("the test needs one replica"))
     return pool
 
 
 def window(client: RayVLLMClient, model: Path) -> list[VLLMRequest]:
-    """The requests of one window over examples/documents.jsonl, as the pipeline builds them."""
+    """The requests of examples/documents.jsonl, as the pipeline builds them."""
     pipeline = ExtractionPipeline(client, plan_for_client(ray_settings(model), client))
     docs = [d for d in iter_documents([str(ROOT / "examples" / "documents.jsonl")]) if isinstance(d, Document)]
-    return [pipeline._request(p, MAX_TOKENS) for d in docs for p in pipeline.prepare(d)]
+    return [pipeline._request(p) for d in docs for p in pipeline.prepare(d)]
 
 
-def generating(client: RayVLLMClient, actor: Any, timeout: float = 60) -> None:
-    """Wait until ``actor`` is inside a native batch."""
-    deadline = time.monotonic() + timeout
-    while client._ray.get(actor.status.remote())["generating"] == 0:
-        assert time.monotonic() < deadline, "the replica never started generating"
-        time.sleep(0.05)
+def corpus(tmp_path: Path, n: int = 12) -> list[str]:
+    src = tmp_path / "corpus.jsonl"
+    docs = [{"id": f"d{i}", "text": f"Memo {i}. Acme {i} Ltd. paid Jane Roe{i} ${i},000 in Boston."} for i in range(n)]
+    src.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    return [str(src)]
 
 
-def in_thread(client: RayVLLMClient, requests: list[VLLMRequest]) -> tuple[threading.Thread, list[Any]]:
-    result: list[Any] = []
-    worker = threading.Thread(target=lambda: result.append(asyncio.run(client.generate_batch(requests))))
-    worker.start()
-    return worker, result
+def after_first_chunk(action: Any) -> Any:
+    done: list[bool] = []
+
+    def subscriber(event: Any) -> None:
+        if isinstance(event, ChunkDone) and not done:
+            done.append(True)
+            action()
+
+    return subscriber
 
 
 @pytest.mark.slow
-def test_two_replicas_split_each_window(pool, direct_client, tiny_model_path, tmp_path):
-    """Data parallel on this machine: two replicas (one CPU each) on 2 cores. Each gets a contiguous
-    half of the window as one native batch; the responses are those of a local engine given the
-    same two batches, and the run's output is one file in input order."""
+def test_two_replicas_pull_documents_as_they_free_up(pool, tiny_model_path, tmp_path):
+    """Data parallel on this machine: two replicas (one CPU each) on 2 cores. Each pulls documents
+    as it frees up (no window barrier); the output is one file in input order."""
     assert pool.replicas == 2
-    requests = window(pool, tiny_model_path)
-    assert len(requests) >= 4
-    split = asyncio.run(pool.generate_batch(requests))
-    halves = [asyncio.run(direct_client.generate_batch(requests[a:b])) for a, b in slice_bounds(len(requests), 2)]
-    assert [r.content for r in split] == [r.content for half in halves for r in half]
-    assert all(r.success for r in split)
-    # Two replica processes (a replica Ray restarted, e.g. killed under memory pressure, starts
-    # its counters again, so which one did what is in the answers above, not in its status).
-    assert len({pool._ray.get(a.status.remote())["pid"] for a in pool._actors}) == 2
-
     out = tmp_path / "dp.jsonl"
-    result = run([str(ROOT / "examples" / "documents.jsonl")], out, ray_settings(tiny_model_path), pool)
+    result = run(corpus(tmp_path), out, ray_settings(tiny_model_path), pool)
     got = records(out)
-    assert [r["index"] for r in got] == [0, 1, 2, 3] and all(r["status"] == "ok" for r in got)
+    assert [r["index"] for r in got] == list(range(12)) and all(r["status"] == "ok" for r in got)
     assert result.exit_code == 0 and result.stats["ray"]["replicas"] == 2
+    engine = result.summary.engine
+    assert engine["replicas"] == 2  # both replicas answered and measured their steps
+    assert engine["steps"] > 0 and engine["occupancy"] is not None
 
 
 @pytest.mark.slow
-def test_a_replica_that_does_not_come_back_is_dropped_and_its_slice_rerun(pool, direct_client, tiny_model_path):
+def test_a_replica_that_does_not_come_back_is_dropped_and_its_documents_rerun(pool, tiny_model_path, tmp_path):
     assert pool.replicas == 2, "runs after the two-replica test, before the one-replica ones"
-    requests = window(pool, tiny_model_path)
-    worker, result = in_thread(pool, requests)
     doomed = pool._actors[1]
-    generating(pool, doomed)
-    pool._ray.kill(doomed, no_restart=True)  # gone for good: Ray does not restart it
-    worker.join(timeout=300)
-    assert not worker.is_alive()
-    (answers,) = result
-    assert [a.request_id for a in answers] == [r.request_id for r in requests]
-    assert all(a.success for a in answers), [a.error for a in answers if not a.success]
-    # Its half went, as the same one batch, to the replica left: the same answers as before.
-    halves = [asyncio.run(direct_client.generate_batch(requests[a:b])) for a, b in slice_bounds(len(requests), 2)]
-    assert [a.content for a in answers] == [r.content for half in halves for r in half]
+    subscriber = after_first_chunk(lambda: pool._ray.kill(doomed, no_restart=True))  # gone for good
+    out = tmp_path / "out.jsonl"
+    result = run(corpus(tmp_path), out, ray_settings(tiny_model_path), pool, subscribers=[subscriber])
+    got = records(out)
+    assert [r["index"] for r in got] == list(range(12))
+    assert all(r["status"] == "ok" for r in got), [r.get("error") for r in got]
     stats = pool.get_stats()["ray"]
     assert stats["replicas"] == 1 and stats["replicas_lost"] == 1 and stats["replicas_requested"] == 2
+    assert result.summary.engine_restarts == 1  # the lost replica's death counts against the bound
 
 
 @pytest.mark.slow
@@ -239,8 +207,8 @@ def test_same_records_as_the_direct_run(replica, direct_client, tiny_model_path,
     ours, theirs = records(tmp_path / "ray.jsonl"), records(tmp_path / "direct.jsonl")
     assert on_ray.report["plan"]["fingerprint"] == local.report["plan"]["fingerprint"]
     assert [r["id"] for r in ours] == [r["id"] for r in theirs]
-    # One replica gets each window as the one native batch a local run sends, so vLLM sees the
-    # same batches: the records are identical, entities, offsets and token counts included.
+    # One replica runs the same deterministic engine loop as a local engine process and is fed the
+    # same stream, so vLLM sees the same steps: identical records, offsets and token counts included.
     assert ours == theirs
     assert sum(len(r["entities"]) for r in ours) > 0
     assert on_ray.exit_code == local.exit_code == 0
@@ -263,7 +231,7 @@ def test_error_isolation_input_order_and_report(replica, tiny_model_path, tmp_pa
     data = orjson.loads(report.read_bytes())
     assert data["engine"] == "ray" and data["backend"] == "direct"
     assert data["summary"]["ok"] == 3 and data["summary"]["errors"] == 2
-    assert data["client_stats"]["ray"]["replicas"] == 1 and data["client_stats"]["ray"]["slices_failed"] == 0
+    assert data["client_stats"]["ray"]["replicas"] == 1
 
 
 @pytest.mark.slow
@@ -280,18 +248,15 @@ def test_a_failing_request_fails_alone(replica, tiny_model_path):
 
 
 @pytest.mark.slow
-def test_a_replica_killed_mid_batch_is_restarted_and_its_requests_retried(replica, tiny_model_path):
+def test_a_replica_killed_mid_run_is_restarted_and_its_requests_sent_again(replica, tiny_model_path, tmp_path):
     ray, actor = replica._ray, replica._actors[0]
     before = ray.get(actor.ready.remote())["pid"]
-    requests = window(replica, tiny_model_path)
-    worker, result = in_thread(replica, requests)
-    generating(replica, actor)
-    os.kill(before, signal.SIGKILL)  # the replica process this test started, mid-batch
-    worker.join(timeout=300)
-    assert not worker.is_alive()
-    (answers,) = result
-    assert [a.request_id for a in answers] == [r.request_id for r in requests]
-    assert all(a.success for a in answers), [a.error for a in answers if not a.success]
+    subscriber = after_first_chunk(lambda: os.kill(before, signal.SIGKILL))  # the replica process, mid-run
+    out = tmp_path / "out.jsonl"
+    result = run(corpus(tmp_path), out, ray_settings(tiny_model_path), replica, subscribers=[subscriber])
+    got = records(out)
+    assert [r["index"] for r in got] == list(range(12))
+    assert all(r["status"] == "ok" for r in got), [r.get("error") for r in got]
     assert ray.get(actor.ready.remote())["pid"] != before  # Ray restarted it: a new process loaded the model
-    stats = replica.get_stats()["ray"]
-    assert stats["replicas"] == 1 and stats["slices_failed"] == 0
+    assert result.summary.engine_restarts == 1
+    assert result.summary.engine["engine_pids"][0] == before

@@ -1,7 +1,8 @@
 """Unattended runs: SIGKILL at many points then --resume gives exactly the uninterrupted output;
-SIGTERM/SIGINT stop cleanly with 143/130. The real CLI runs in subprocesses against the session's
-real vLLM server (HTTP backend: a restart costs no engine load). ``--concurrency 1`` sends each
-request alone, so batch composition (which changes vLLM's output on CPU) is the same in every run.
+SIGTERM/SIGINT stop cleanly with 143/130; a SIGKILL loses only the documents in flight. The real
+CLI runs in subprocesses against the session's real vLLM server (HTTP backend: a restart costs no
+engine load) or a scripted loopback server. ``--concurrency 1`` sends each request alone, so batch
+composition (which changes vLLM's output on CPU) is the same in every run.
 JSON-schema decoding: with grounded decoding the shared server's answers changed with its
 prefix-cache state between the reference run and the resumed ones (document 2 differed in one
 session), which is the engine's behaviour, not resume's; these tests check resume's mechanics.
@@ -25,12 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import write_corpus  # noqa: E402
+from misbehaving_server import MisbehavingServer  # noqa: E402
 
 
 def command(corpus: Path, out: Path, server: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "vllm_extract.cli", "run", str(corpus), "--out", str(out),
-        "--backend", "http", "--server", server, "--concurrency", "1", "--window-chunks", "2",
+        "--backend", "http", "--server", server, "--concurrency", "1",
         "--max-tokens", "24", "--chunk-tokens", "1000", "--decoding", "schema", "--quiet", *extra,
     ]  # fmt: skip
 
@@ -128,3 +130,37 @@ def test_signal_stops_cleanly_and_resume_completes(corpus, reference, vllm_serve
     assert [orjson.loads(line)["entities"] for line in out.read_bytes().splitlines()] == [
         r["entities"] for r in reference
     ]
+
+
+def test_sigkill_halfway_leaves_half_the_documents_durable(tmp_path):
+    """Issue 20: records are written as soon as they are next in order, not a window at a time.
+    A server that takes a second per answer, 24 short documents, ``--concurrency 2``: a SIGKILL
+    once half are answered leaves all answered documents but those held in the reorder buffer
+    (at most ``--concurrency``) on disk; ``--resume`` then writes every document exactly once."""
+    src = tmp_path / "notes.jsonl"
+    notes = [orjson.dumps({"id": f"n{i}", "text": f"Note {i}: Alice met Bob."}) + b"\n" for i in range(24)]
+    src.write_bytes(b"".join(notes))
+    out = tmp_path / "out.jsonl"
+    concurrency = 2
+    with MisbehavingServer(tokenize=True, slow_seconds=1.0) as server:
+        server.always = "slow"
+        argv = [
+            sys.executable, "-m", "vllm_extract.cli", "run", str(src), "--out", str(out), "--model", "test-model",
+            "--backend", "http", "--server", server.url, "--concurrency", str(concurrency), "--max-tokens", "16",
+            "--quiet",
+        ]  # fmt: skip
+        proc = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while sum(server.answered.values()) < 12 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        answered = sum(server.answered.values())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        durable = lines(out)
+        assert answered >= 12, answered
+        assert answered - concurrency <= durable <= answered, (answered, durable)
+        server.always = None
+        done = subprocess.run([*argv, "--resume"], env=env(), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    ids = [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()]
+    assert ids == [f"n{i}" for i in range(24)]  # every document exactly once, in input order

@@ -100,6 +100,7 @@ class VLLMConfig:
     http_timeout: float = 300.0
     concurrency: int = 16
     max_retries: int = 4
+    max_engine_restarts: int = 5
 
     def __post_init__(self) -> None:
         if self.default_temperature != ENFORCED_TEMPERATURE or self.seed != ENFORCED_SEED:
@@ -158,7 +159,8 @@ class ExtractionConfig:
     chunk_overlap: float = 0.10
     max_entities_per_chunk: int = 100
     max_entity_chars: int = 200
-    window_chunks: int = 256
+    queue_requests: int = 0
+    reorder_window: int = 256
     keep_ungrounded: bool = False
     retry_truncated: bool = True
     id_field: str = "id"
@@ -192,7 +194,9 @@ class ExtractionConfig:
             raise ConfigurationError(
                 f"globs must be non-empty patterns, got {list(self.globs)}", hint="e.g. --glob '*.txt'"
             )
-        for name in ("max_entities_per_chunk", "max_entity_chars", "window_chunks", "max_line_bytes"):
+        if self.queue_requests < 0:
+            raise ConfigurationError(f"queue_requests must be 0 (automatic) or more, got {self.queue_requests}")
+        for name in ("max_entities_per_chunk", "max_entity_chars", "reorder_window", "max_line_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
 

@@ -14,6 +14,7 @@ __all__ = [
     "BatchDone",
     "ChunkDone",
     "DocumentDone",
+    "EnginePhase",
     "Event",
     "MemoryReading",
     "MemorySample",
@@ -52,6 +53,16 @@ class BatchDone:
     completion_tokens: int
     seconds: float
     retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePhase:
+    """What the engine side is doing: ``loading`` (the model; ``detail`` is its name), ``prefill``
+    (requests sent, no answer yet; ``prompt_tokens`` in flight) or ``generating``."""
+
+    phase: str
+    prompt_tokens: int = 0
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,5 +113,5 @@ class RunFinished:
     summary: dict[str, object] = field(default_factory=dict)
 
 
-Event = RunStarted | WindowStarted | ChunkDone | BatchDone | DocumentDone | MemorySample | RunFinished
+Event = RunStarted | WindowStarted | EnginePhase | ChunkDone | BatchDone | DocumentDone | MemorySample | RunFinished
 Subscriber = Callable[[Event], None]

@@ -31,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionError",
     "ContextOverflowError",
+    "EngineRestartsExhausted",
     "GPUMemoryError",
     "GPUMonitorError",
     "GenerationError",
@@ -174,6 +175,10 @@ class RecordError(OutputError):
 class UnencodableRecordError(RecordError):
     """A record holds something JSON cannot carry: a str with lone surrogates (a non-UTF-8 file
     name decoded with ``surrogateescape``), or a value of no JSON type."""
+
+
+class EngineRestartsExhausted(VLLMClientError):
+    """The engine died more often in one run than ``max_engine_restarts`` allows."""
 
 
 class LockHeldError(VLLMClientError):

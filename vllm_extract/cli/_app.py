@@ -129,7 +129,7 @@ class SettingsFlags:
     glob: list[str] | None = None
     decoding: str | None = None
     mentions: str | None = None
-    window_chunks: int | None = None
+    queue_requests: int | None = None
     concurrency: int | None = None
     gpu_memory_utilization: float | None = None
     tp: int | None = None
@@ -164,7 +164,7 @@ class SettingsFlags:
             "globs": tuple(self.glob) if self.glob else None,
             "decoding": self.decoding,
             "mentions": self.mentions,
-            "window_chunks": self.window_chunks,
+            "queue_requests": self.queue_requests,
             "concurrency": self.concurrency,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "tensor_parallel_size": self.tp,

@@ -63,7 +63,10 @@ def run(
     overlap: OverlapOpt = None,
     max_tokens: MaxTokensOpt = None,
     max_model_len: MaxLenOpt = None,
-    window_chunks: Annotated[int | None, typer.Option(help="Chunks per native batch (default 256).")] = None,
+    queue_requests: Annotated[
+        int | None,
+        typer.Option(help="Requests prepared and unanswered at most (default 0: twice what the engine holds)."),
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="HTTP requests in flight (default 16).")] = None,
     gpu_memory_utilization: Annotated[float | None, typer.Option(help="vLLM GPU memory fraction.")] = None,
     tp: Annotated[

@@ -12,12 +12,16 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ENFORCED_SEED, ENFORCED_TEMPERATURE, VLLMConfig
 
+if TYPE_CHECKING:
+    from .stream import RequestStream
+
 __all__ = [
     "ClientStats",
+    "FollowUp",
     "ModelResolver",
     "ResolvedModelLike",
     "ResponseCallback",
@@ -56,6 +60,23 @@ class VLLMClientType(enum.Enum):
     HTTP_API = "http"
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """Further passes over a request (``--passes``): after each answer the model is asked again
+    with ``message`` as a new user turn, the conversation so far (prompt and answer) before it.
+
+    ``suffix_ids``: the token ids that follow an answer in the model's chat template, ending with
+    the next assistant turn's opening (the plan renders them once), so a transport that sends token
+    ids builds the next prompt as ``prompt + answer + suffix`` without tokenizing the answer again.
+    ``max_tokens``: the next pass's completion budget (None: the request's). ``passes``: further
+    passes left (at least 1). A pass follows only a complete, successful answer."""
+
+    message: str
+    suffix_ids: list[int] | None = None
+    max_tokens: int | None = None
+    passes: int = 1
+
+
 @dataclass
 class VLLMRequest:
     """One chat completion request.
@@ -65,6 +86,9 @@ class VLLMRequest:
     gets ``json_schema`` instead. ``prompt_token_ids``, when the caller already rendered and
     tokenized the chat (the pipeline does, to count exactly), is what the direct client sends; the
     HTTP client sends ``messages``.
+
+    ``retry_max_tokens``: an answer cut at ``max_tokens`` is asked again once with this budget
+    (``followups``). ``followup``: further passes (``FollowUp``).
     """
 
     messages: list[dict[str, str]]
@@ -77,6 +101,8 @@ class VLLMRequest:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     prompt_token_ids: list[int] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    retry_max_tokens: int | None = None
+    followup: FollowUp | None = None
 
 
 @dataclass
@@ -93,6 +119,8 @@ class VLLMResponse:
     error: str | None = None
     error_kind: str | None = None
     cached_tokens: int = 0
+    attempts: int = 1
+    passes: list[VLLMResponse] = field(default_factory=list)
 
     @property
     def total_tokens(self) -> int:
@@ -107,11 +135,13 @@ class VLLMResponse:
         return self.finish_reason == "length"
 
 
-def enforce_sampling(request: VLLMRequest, config: VLLMConfig) -> tuple[float, int, int]:
+def enforce_sampling(request: VLLMRequest, config: VLLMConfig, *, warn: bool = True) -> tuple[float, int, int]:
     """The (temperature, seed, max_tokens) actually used: temperature 0.0 and seed 42, always.
 
-    A request asking for anything else is overridden and a warning is logged.
+    A request asking for anything else is overridden and (with ``warn``) a warning is logged.
     """
+    if not warn:
+        return ENFORCED_TEMPERATURE, ENFORCED_SEED, request.max_tokens or config.max_completion_tokens
     if request.temperature not in (None, ENFORCED_TEMPERATURE):
         logger.warning(
             "request %s asked for temperature %s; overridden to %s (enforced)",
@@ -197,13 +227,52 @@ class VLLMClientInterface(abc.ABC):
     async def connect(self) -> bool:
         """Load the engine or reach the server. Returns True when ready; raises on a clear failure."""
 
-    @abc.abstractmethod
+    @property
+    def capacity(self) -> int:
+        """Requests the engine side works on at once (``max_num_seqs`` per engine; for a server,
+        ``concurrency``): what a run keeps submitted to stay ahead of it."""
+        return self.config.max_num_seqs
+
+    def open_stream(
+        self,
+        *,
+        deterministic: bool = True,
+        group_window: int = 256,
+        encode: Callable[[str], list[int]] | None = None,
+    ) -> RequestStream:
+        """A stream for one run (``clients.stream``). ``deterministic`` and ``group_window`` shape an
+        engine's feed (``clients.engine_loop``); ``encode`` (text to token ids) serves transports
+        that build a later pass's prompt from text. This default serves transports that answer one
+        request at a time through ``generate_one``, ``capacity`` at once."""
+        from .stream import TaskStream
+
+        return TaskStream(self.generate_one, concurrency=self.capacity, on_response=self.stats.record, encode=encode)
+
+    async def generate_one(self, request: VLLMRequest) -> VLLMResponse:
+        """Generate for one request (one attempt; no retry of a cut answer). Transports that answer
+        one request at a time implement it; it never raises for a bad request: the response
+        carries ``error``."""
+        raise NotImplementedError(f"{type(self).__name__} answers through open_stream only")
+
     async def generate_batch(
         self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
     ) -> list[VLLMResponse]:
-        """Generate for every request; one response per request, in order. Never raises for one
-        bad request: that request's response carries ``error``. ``on_response`` is called once per
-        request as it finishes (possibly from a worker thread; it must be quick)."""
+        """Generate for every request through one stream; one response per request, in order.
+        Never raises for one bad request: that request's response carries ``error``.
+        ``on_response`` is called once per request as it finishes."""
+        from .stream import StreamItem
+
+        if not requests:
+            return []
+        responses: list[VLLMResponse | None] = [None] * len(requests)
+        async with self.open_stream() as stream:
+            await stream.submit([StreamItem(i, r, group=0, group_size=len(requests)) for i, r in enumerate(requests)])
+            stream.end()
+            async for result in stream:
+                responses[result.key] = result.response
+                if on_response is not None:
+                    on_response(result.response)
+        return [r for r in responses if r is not None]
 
     async def generate_chat_completion(self, request: VLLMRequest) -> VLLMResponse:
         """Generate for one request (a batch of one)."""

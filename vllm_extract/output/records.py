@@ -100,6 +100,7 @@ class ErrorKind(StrEnum):
     # Extraction
     CONTEXT_OVERFLOW = "context_overflow"
     GENERATION_FAILED = "generation_failed"
+    POISON_REQUEST = "poison_request"
     # The writer
     INTERNAL = "internal"
 
@@ -128,6 +129,11 @@ ERROR_KIND_DOCS: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.GENERATION_FAILED: (
         "extraction",
         "requests for some chunks failed after retries; entities of the other chunks are kept",
+    ),
+    ErrorKind.POISON_REQUEST: (
+        "extraction",
+        "a request of this document killed a fresh engine again, alone (see the engine log); entities of the "
+        "other chunks are kept",
     ),
     ErrorKind.INTERNAL: (
         "writer",

@@ -89,6 +89,13 @@ def read_run_settings(out: Path | str) -> tuple[str, dict[str, Any]] | None:
     return fingerprint, settings
 
 
+BATCHING_PREFIX = "batch."  # saved settings that shape batches (``plan.batching_parts``)
+
+
+def _batching(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k.startswith(BATCHING_PREFIX)}
+
+
 def describe_settings_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Each setting that differs, as ``"chunk_tokens 1000 -> 800"`` (short values) or
     ``"instructions changed"`` (long ones), sorted by name; a key named ``fingerprint`` is ignored."""
@@ -150,6 +157,15 @@ class ResumeGuard:
                 + self._settings_change(changed, settings, previous_settings),
                 hint=_RESUME_HINT,
             )
+        if done and settings is not None and previous_settings is not None:
+            batching = describe_settings_change(_batching(previous_settings), _batching(settings))
+            if batching:
+                raise OutputError(
+                    f"{self._where}: batch settings changed since the run being resumed: {', '.join(batching)} "
+                    "(they decide which requests share an engine step, so the rest would not be batched as "
+                    "the run being resumed batched it)",
+                    hint="resume with the same settings, or " + _RESUME_HINT,
+                )
 
     def _settings_change(
         self, record: DoneRecord, settings: Mapping[str, Any] | None, previous: Mapping[str, Any] | None

@@ -1,8 +1,10 @@
 """The output file: one JSONL record per input document, in input order, durable and resumable.
 
-``OutputWriter`` holds a lock beside the file (``OUT.lock``) for the whole run, writes each
-window's records with one write, then flushes and fsyncs. Every record is validated against the
-record contract (``records.Record``) and written in its canonical form.
+``OutputWriter`` holds a lock beside the file (``OUT.lock``) for the whole run and appends
+records as the run hands them over (each write reaches the OS at once); it fsyncs in small groups:
+after ``FSYNC_EVERY`` records, or once ``FSYNC_SECONDS`` passed since an unsynced write, and on
+close. A kill of the process loses nothing written; a power loss at most the unsynced group.
+Every record is validated against the record contract (``records.Record``) and written in its canonical form.
 
 One record never takes others with it: a str JSON cannot carry (lone surrogates, from a file name
 that is not UTF-8 decoded with ``surrogateescape``) is written escaped, the way readers name such
@@ -27,6 +29,7 @@ import errno
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +43,9 @@ from .resume import DoneRecord, read_run_settings, write_run_settings
 __all__ = ["OutputWriter", "escape_unencodable", "read_records"]
 
 logger = logging.getLogger(__name__)
+
+FSYNC_EVERY = 8  # records written between fsyncs at most
+FSYNC_SECONDS = 1.0  # and at most this long after a write
 
 
 class OutputWriter:
@@ -60,6 +66,8 @@ class OutputWriter:
         resume: bool = False,
         overwrite: bool = False,
         errors_path: Path | str | None = None,
+        fsync_every: int = FSYNC_EVERY,
+        fsync_seconds: float = FSYNC_SECONDS,
     ) -> None:
         self.path = Path(path)
         self.lock_path = lock_path(self.path)
@@ -78,6 +86,10 @@ class OutputWriter:
         self._lock_fd: int | None = None
         self._out: IO[bytes] | None = None
         self._errors: IO[bytes] | None = None
+        self.fsync_every = fsync_every
+        self.fsync_seconds = fsync_seconds
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
 
     def __enter__(self) -> OutputWriter:
         self.open()
@@ -205,8 +217,8 @@ class OutputWriter:
         write_run_settings(self.path, fingerprint, settings)
 
     def write(self, records: Iterable[Mapping[str, Any] | Record]) -> None:
-        """Append records (one line each, canonical form), then flush and fsync: durable once this
-        returns. Never raises for one bad record (see the module docstring); raises
+        """Append records (one line each, canonical form) and flush them to the OS; fsync by the
+        group rule (module docstring). Never raises for one bad record (see the module docstring); raises
         ``OutputError`` when the output is not open, and ``OSError`` when the disk fails."""
         if self._out is None:
             raise OutputError("the output is not open", hint="use OutputWriter as a context manager")
@@ -217,14 +229,32 @@ class OutputWriter:
         lines = [m.to_json_bytes() + b"\n" for m in models]
         self._out.write(b"".join(lines))
         self._out.flush()
-        os.fsync(self._out.fileno())
         self.records_written += len(lines)
+        self._unsynced += len(lines)
         errors = [line for line, m in zip(lines, models, strict=True) if m.status == "error"]
         self.errors_written += len(errors)
         if self._errors is not None and errors:
             self._errors.write(b"".join(errors))
             self._errors.flush()
-            os.fsync(self._errors.fileno())
+        if self._unsynced >= self.fsync_every:
+            self.sync()
+        else:
+            self.sync_if_due()
+
+    def sync_if_due(self) -> None:
+        """Fsync when records were written more than ``fsync_seconds`` ago and are not yet durable
+        (a run calls it as responses arrive, so a quiet stretch does not leave a group unsynced)."""
+        if self._unsynced and time.monotonic() - self._synced_at >= self.fsync_seconds:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every record written so far durable (fsync of the output and the errors file)."""
+        for stream in (self._out, self._errors):
+            if stream is not None:
+                stream.flush()
+                os.fsync(stream.fileno())
+        self._unsynced = 0
+        self._synced_at = time.monotonic()
 
     def _validated(self, record: Mapping[str, Any] | Record, position: int) -> Record:
         """The record as a valid, encodable ``Record``: as given, escaped, or an ``internal`` error.
@@ -279,6 +309,8 @@ class OutputWriter:
             return Record.from_dict(replacement)
 
     def close(self) -> None:
+        if self._out is not None:
+            self.sync()
         for stream in (self._out, self._errors):
             if stream is not None:
                 stream.close()

@@ -1,35 +1,47 @@
-"""The run: documents -> chunks -> prompts -> native batches -> aligned entities -> records.
+"""The run: documents -> chunks -> prompts -> a stream of requests -> aligned entities -> records.
 
-Documents stream in; they are grouped into *windows* of about ``window_chunks`` chunks. Each
-window's prompts go to the client as one ``generate_batch`` call (one native vLLM batch), then the
-window's records are written, in input order, before the next window is read: memory stays
-bounded whatever the corpus size. Everything the run decided up front (model, budgets, decoding,
-tokenizer) comes from the ``RunPlan``; the client is only a transport.
+Three parts run at once (see the README's "How a run works"):
 
-Window boundaries depend only on the input (chunk counts), never on what an earlier run already
-wrote, so a resumed run sends the very same batches as an uninterrupted one (vLLM's output can
-depend on batch composition). Windows already fully written are not generated again.
+- **Preparation** (a worker thread): reads and converts each input (PDF, DOCX, HTML), checks it
+  against the run being resumed or reused, cuts it into chunks with exact token counts and builds
+  each chunk's request (prompt token ids and, for grounded decoding, its grammar). Prepared
+  documents wait in a handoff bounded in requests (``queue_requests``).
+- **Dispatch** (the event loop): takes prepared documents in input order and submits their
+  requests to the client's stream (``RequestStream``), as long as fewer than ``queue_requests``
+  are unanswered and the document is within ``reorder_window`` documents of the oldest one not
+  yet done. The engine side feeds itself from the stream by engine state and input order
+  (``clients.engine_loop``), so the same inputs and settings give the same batches.
+- **Collection** (the event loop): as each request's final response arrives (after the retry of
+  a cut answer, which the engine side adds to the same stream), its document's entities are
+  parsed and aligned once all its chunks are in; records are written in input order through the
+  reorder buffer (documents done but waiting for an earlier one; at most ``reorder_window``). When
+  the buffer is full, dispatch pauses until the oldest document is done.
 
-Preparation (tokenizing and chunking) runs in a worker thread so a tokenizer that calls a server
-never blocks the event loop; progress is reported per chunk as responses arrive.
+Memory is bounded by the handoff, the unanswered requests and the reorder buffer, whatever the
+corpus size. Durability: each record is written as soon as it is next in order, and fsynced in
+small groups (``OutputWriter``). A SIGKILL loses only the documents with requests in flight and
+those held in the reorder buffer; a power loss also the group not yet fsynced. The first stop
+request (SIGINT/SIGTERM) stops dispatch, finishes the documents in flight and writes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from ..clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
-from ..events import BatchDone, ChunkDone, DocumentDone, Event, RunFinished, RunStarted, Subscriber, WindowStarted
-from ..exceptions import ContextOverflowError
+from ..clients.followups import looping
+from ..clients.stream import RequestStream, StreamItem
+from ..events import ChunkDone, DocumentDone, EnginePhase, Event, RunFinished, RunStarted, Subscriber
+from ..exceptions import ContextOverflowError, EngineRestartsExhausted
 from ..extract.alignment import Mentions, align_document
 from ..extract.chunking import Chunk, chunk_document, split_span
 from ..extract.parsing import RawEntity, parse_response
@@ -38,60 +50,13 @@ from ..output.records import text_sha256
 from ..output.resume import ResumeGuard, ReuseIndex
 from ..readers import BadInput, Document, InputItem, SkippedFile, page_of
 from .plan import RunPlan
+from .summary import RunSummary
 
 __all__ = ["ExtractionPipeline", "PreparedChunk", "RunSummary"]
 
 logger = logging.getLogger(__name__)
 
-
-LOOPING_SHARE = 0.5  # a cut answer that spent this share of itself on repeats is not retried
-
-
-def _looping(content: str) -> bool:
-    """Whether a (cut) answer spent at least ``LOOPING_SHARE`` of its characters on entities it had
-    already listed: the tiny model's loop, measured by ``repeated_entity_token_share``."""
-    from ..extract.grammar import repeated_entity_token_share
-
-    return repeated_entity_token_share(content, len) >= LOOPING_SHARE
-
-
-@dataclass
-class RunSummary:
-    """Counts and timings of a run (also the body of the run report)."""
-
-    documents: int = 0
-    ok: int = 0
-    errors: int = 0
-    skipped_done: int = 0
-    reused: int = 0
-    duplicate_ids: int = 0
-    entities: int = 0
-    chunks: int = 0
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    truncated_chunks: int = 0
-    truncation_retries: int = 0
-    looping_not_retried: int = 0
-    ungrounded_dropped: int = 0
-    prompt_splits: int = 0
-    generation_seconds: float = 0.0
-    preparation_seconds: float = 0.0
-    elapsed_seconds: float = 0.0
-    interrupted: bool = False
-    exact_tokens: bool = True
-    errors_by_kind: Counter[str] = field(default_factory=Counter)
-    skipped_files: list[str] = field(default_factory=list)
-    max_prompt_tokens_sent: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["errors_by_kind"] = dict(self.errors_by_kind)
-        elapsed = self.elapsed_seconds or 1e-9
-        out["documents_per_second"] = round(self.documents / elapsed, 4)
-        out["generated_tokens_per_second"] = round(self.completion_tokens / elapsed, 2)
-        return out
+DEFAULT_REORDER_WINDOW = 256  # documents done but waiting for an earlier one
 
 
 @dataclass
@@ -111,11 +76,59 @@ class PreparedChunk:
 class _DocWork:
     item: Document | BadInput
     chunks: list[PreparedChunk] = field(default_factory=list)
+    requests: list[VLLMRequest] = field(default_factory=list)
     error: tuple[str, str] | None = None
     duplicate: bool = False
     sha: str | None = None
     done: bool = False
     reused: dict[str, Any] | None = None
+    responses: dict[int, VLLMResponse] = field(default_factory=dict)
+
+
+class _Handoff:
+    """Prepared documents from the preparation thread to the event loop, bounded in requests."""
+
+    _END = object()
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._cond = threading.Condition()
+        self._items: collections.deque[Any] = collections.deque()
+        self._requests = 0
+        self.closed = False
+
+    def put(self, work: Any, requests: int) -> bool:
+        """Wait for room, then hand ``work`` over; False when the handoff was closed."""
+        with self._cond:
+            while self._requests > 0 and self._requests + requests > self.limit and not self.closed:
+                self._cond.wait()
+            if self.closed:
+                return False
+            self._items.append((work, requests))
+            self._requests += requests
+            self._cond.notify_all()
+            return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.put(error if error is not None else self._END, 0)
+
+    def get(self) -> Any:
+        """The next prepared document, an exception from the preparation thread, or ``_END``
+        (also once the handoff is closed)."""
+        with self._cond:
+            while not self._items and not self.closed:
+                self._cond.wait()
+            if not self._items:
+                return self._END
+            work, requests = self._items.popleft()
+            self._requests -= requests
+            self._cond.notify_all()
+        return work
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
 
 class ExtractionPipeline:
@@ -123,6 +136,9 @@ class ExtractionPipeline:
 
     ``client`` may be None to prepare prompts only (``vllm-extract plan``). ``texts_dir``: where a
     converted document's text is stored (``<text_sha256>.txt``) instead of inside its record.
+    ``queue_requests``: prepared and unanswered requests at most (default: twice what the engine
+    side holds at once, ``client.capacity``); ``reorder_window``: documents done but waiting for an
+    earlier one at most.
     """
 
     def __init__(
@@ -133,6 +149,9 @@ class ExtractionPipeline:
         subscribers: Sequence[Subscriber] = (),
         stop_event: threading.Event | None = None,
         texts_dir: Path | None = None,
+        queue_requests: int | None = None,
+        reorder_window: int = DEFAULT_REORDER_WINDOW,
+        deterministic: bool = True,
     ) -> None:
         self.client = client
         self.texts_dir = texts_dir
@@ -141,6 +160,11 @@ class ExtractionPipeline:
         self.subscribers = list(subscribers)
         self.stop_event = stop_event or threading.Event()
         self.summary = RunSummary(exact_tokens=plan.tokenizer.exact)
+        capacity = client.capacity if client is not None else 1
+        self.queue_requests = queue_requests or max(2 * capacity, capacity + 32)
+        self.reorder_window = max(1, reorder_window)
+        self.deterministic = deterministic
+        self._lock = threading.Lock()
 
     # -- events -----------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -167,54 +191,83 @@ class ExtractionPipeline:
             messages = plan.messages(chunk.text)
             ids = plan.tokenizer.encode_chat(messages)
             if len(ids) > plan.vllm.max_prompt_tokens and chunk.end - chunk.start > 1:
-                self.summary.prompt_splits += 1
+                with self._lock:
+                    self.summary.prompt_splits += 1
                 pending.extend(reversed(split_span(chunk)))
                 continue
             budget = plan.completion_budget(len(ids))
             prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.completion_room(len(ids))))
         return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
 
-    def windows(
-        self, items: Iterable[InputItem], resume: ResumeGuard | None = None, reuse: ReuseIndex | None = None
-    ) -> Iterator[list[_DocWork]]:
-        """Group items into windows of about ``window_chunks`` chunks (deterministic).
+    def _request(self, prepared: PreparedChunk) -> VLLMRequest:
+        """The request for one chunk: token ids when the transport takes them, the grammar of
+        grounded decoding (with the JSON schema as the fallback a server may need), or the schema;
+        a cut answer may be asked again with twice its budget (at most what the context leaves)."""
+        plan = self.plan
+        grammar = None
+        if plan.decoding == "grounded":
+            from ..extract.grammar import build_grounded_grammar
 
-        ``resume`` checks each item against the run being resumed (raises ``OutputError`` on the
-        first difference, before any window holding a new document is yielded) and marks done
-        ones; ``reuse`` fills ``reused`` for documents an earlier output already holds."""
-        limit = self.settings.extraction.window_chunks
-        window: list[_DocWork] = []
-        size = 0
-        seen_ids: set[str] = set()
-        for item in items:
-            if isinstance(item, SkippedFile):
-                self.summary.skipped_files.append(item.path)
-                continue
-            work = _DocWork(item)
-            work.duplicate = item.id in seen_ids
-            seen_ids.add(item.id)
-            if isinstance(item, Document):
-                work.sha = text_sha256(item.text)
-            if resume is not None:
-                work.done = resume.check(item.index, item.id, work.sha)
-            if reuse is not None and not work.done:
-                work.reused = reuse.lookup(item.id, work.sha, self.plan.fingerprint)
-            if isinstance(item, Document) and work.reused is None:
-                started = time.perf_counter()
-                try:
-                    work.chunks = self.prepare(item)
-                except ContextOverflowError as exc:
-                    work.error = ("context_overflow", str(exc))
-                self.summary.preparation_seconds += time.perf_counter() - started
-            window.append(work)
-            size += len(work.chunks)
-            if size >= limit:
-                yield window
-                window, size = [], 0
+            grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction)
+        retry = None
+        if plan.extraction.retry_truncated and prepared.room > prepared.max_tokens:
+            retry = min(2 * prepared.max_tokens, prepared.room)
+        return VLLMRequest(
+            messages=prepared.messages,
+            max_tokens=prepared.max_tokens,
+            json_schema=plan.schema,
+            grammar=grammar,
+            prompt_token_ids=prepared.prompt_ids if plan.token_ids else None,
+            request_id=f"{prepared.chunk.doc_id}#{prepared.chunk.index}",
+            retry_max_tokens=retry,
+        )
+
+    def _prepare_work(
+        self, item: Document | BadInput, seen_ids: set[str], resume: ResumeGuard | None, reuse: ReuseIndex | None
+    ) -> _DocWork:
+        work = _DocWork(item)
+        work.duplicate = item.id in seen_ids
+        seen_ids.add(item.id)
+        if isinstance(item, Document):
+            work.sha = text_sha256(item.text)
         if resume is not None:
-            resume.finish()
-        if window:
-            yield window
+            work.done = resume.check(item.index, item.id, work.sha)
+        if reuse is not None and not work.done:
+            work.reused = reuse.lookup(item.id, work.sha, self.plan.fingerprint)
+        if isinstance(item, Document) and work.reused is None and not work.done:
+            started = time.perf_counter()
+            try:
+                work.chunks = self.prepare(item)
+                work.requests = [self._request(p) for p in work.chunks]
+            except ContextOverflowError as exc:
+                work.error = ("context_overflow", str(exc))
+            with self._lock:
+                self.summary.preparation_seconds += time.perf_counter() - started
+        return work
+
+    def _produce(
+        self, items: Iterable[InputItem], handoff: _Handoff, resume: ResumeGuard | None, reuse: ReuseIndex | None
+    ) -> None:
+        """The preparation thread: every item, prepared, into ``handoff`` in input order."""
+        seen_ids: set[str] = set()
+        try:
+            for item in items:
+                if self.stop_event.is_set() or handoff.closed:
+                    break
+                if isinstance(item, SkippedFile):
+                    with self._lock:
+                        self.summary.skipped_files.append(item.path)
+                    continue
+                work = self._prepare_work(item, seen_ids, resume, reuse)
+                if not handoff.put(work, len(work.requests)):
+                    return
+            else:
+                if resume is not None:
+                    resume.finish()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the event loop
+            handoff.finish(exc)
+            return
+        handoff.finish()
 
     # -- the run -------------------------------------------------------------------------------
     async def run(
@@ -222,15 +275,19 @@ class ExtractionPipeline:
         items: Iterable[InputItem],
         sink: Callable[[list[dict[str, Any]]], None],
         *,
+        tick: Callable[[], None] | None = None,
         resume: ResumeGuard | None = None,
         reuse: ReuseIndex | None = None,
         documents_total: int | None = None,
     ) -> RunSummary:
-        """Process every item; ``sink`` receives each window's records in input order.
+        """Process every item; ``sink`` receives records in input order as soon as they are next
+        (``tick`` is called as responses arrive: the writer fsyncs a group that is due).
 
         ``resume`` (from the output writer's scan) skips the documents already written and raises
         ``OutputError`` when the inputs or settings differ from the run being resumed; ``reuse``
-        copies records of earlier outputs instead of extracting those documents again."""
+        copies records of earlier outputs instead of extracting those documents again. When the
+        engine dies more often than the restart bound allows, the run stops: records written
+        stand, ``summary.stopped`` says why, and ``--resume`` continues later."""
         if self.client is None:
             raise TypeError("this pipeline has no client: it can prepare prompts but not run")
         started = time.perf_counter()
@@ -243,30 +300,30 @@ class ExtractionPipeline:
                 len(resume.done) if resume is not None else 0,
             )
         )
-        windows = self.windows(items, resume, reuse)
-        for number in range(1 << 62):
-            # Tokenizing runs off the event loop (a remote tokenizer makes HTTP calls).
-            window = await asyncio.to_thread(next, windows, None)
-            if window is None:
-                break
-            todo = [w for w in window if not w.done]
-            self.summary.skipped_done += len(window) - len(todo)
-            if not todo:
-                continue
-            records = await self._process_window(number, window)
-            out = [r for w, r in zip(window, records, strict=True) if not w.done]
-            sink(out)
-            for record in out:
-                self._count(record)
-            if self.stop_event.is_set():
-                self.summary.interrupted = True
-                logger.warning("stop requested: finished the window in flight, not starting another")
-                break
-        self.summary.elapsed_seconds = time.perf_counter() - started
-        self.emit(RunFinished(self.summary.as_dict()))
-        return self.summary
+        handoff = _Handoff(self.queue_requests)
+        producer = threading.Thread(
+            target=self._produce, args=(items, handoff, resume, reuse), name="vllm-extract-prepare", daemon=True
+        )
+        run = _Run(self, sink, tick)
+        stream = self.client.open_stream(deterministic=self.deterministic, group_window=self.reorder_window)
+        producer.start()
+        try:
+            async with stream:
+                await run.go(handoff, stream)
+        finally:
+            handoff.close()
+            await asyncio.to_thread(producer.join)
+        s = self.summary
+        s.generation_seconds = run.generation_seconds
+        s.elapsed_seconds = time.perf_counter() - started
+        s.engine = stream.stats.as_dict()
+        s.engine_restarts = stream.stats.restarts
+        s.poison_requests = stream.stats.poison_requests
+        self.emit(RunFinished(s.as_dict()))
+        return s
 
-    def _count(self, record: dict[str, Any]) -> None:
+    # -- records -------------------------------------------------------------------------------
+    def count(self, record: dict[str, Any]) -> None:
         s = self.summary
         s.documents += 1
         if record["status"] == "ok":
@@ -295,72 +352,15 @@ class ExtractionPipeline:
             )
         )
 
-    async def _process_window(self, number: int, window: list[_DocWork]) -> list[dict[str, Any]]:
-        jobs = [(w, p) for w in window for p in w.chunks]
-        prompt_tokens = sum(len(p.prompt_ids) for _, p in jobs)
-        self.emit(WindowStarted(number, len(window), len(jobs), prompt_tokens))
-        requests = [self._request(p, p.max_tokens) for _, p in jobs]
-        responses = await self._generate(requests, retry=False)
-
-        retry_at = [
-            i
-            for i, r in enumerate(responses)
-            if r.truncated and jobs[i][1].room > jobs[i][1].max_tokens and not _looping(r.content)
-        ]
-        self.summary.looping_not_retried += sum(1 for r in responses if r.truncated and _looping(r.content))
-        if retry_at and self.settings.extraction.retry_truncated:
-            # A cut response is retried once with twice its budget (at most what the context leaves);
-            # one cut while repeating itself is not: a bigger budget would buy more repeats.
-            retried = [self._request(jobs[i][1], min(2 * jobs[i][1].max_tokens, jobs[i][1].room)) for i in retry_at]
-            self.summary.truncation_retries += len(retried)
-            for i, response in zip(retry_at, await self._generate(retried, retry=True), strict=True):
-                if response.success:
-                    responses[i] = response
-        by_doc: dict[int, list[tuple[PreparedChunk, VLLMResponse]]] = {}
-        for (w, p), response in zip(jobs, responses, strict=True):
-            by_doc.setdefault(id(w), []).append((p, response))
-        return [self._record(w, by_doc.get(id(w), [])) for w in window]
-
-    def _request(self, prepared: PreparedChunk, max_tokens: int) -> VLLMRequest:
-        """The request for one chunk: token ids when the transport takes them, the grammar of
-        grounded decoding (with the JSON schema as the fallback a server may need), or the schema."""
-        plan = self.plan
-        self.summary.max_prompt_tokens_sent = max(self.summary.max_prompt_tokens_sent, len(prepared.prompt_ids))
-        grammar = None
-        if plan.decoding == "grounded":
-            from ..extract.grammar import build_grounded_grammar
-
-            grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction)
-        return VLLMRequest(
-            messages=prepared.messages,
-            max_tokens=max_tokens,
-            json_schema=plan.schema,
-            grammar=grammar,
-            prompt_token_ids=prepared.prompt_ids if plan.token_ids else None,
-            request_id=f"{prepared.chunk.doc_id}#{prepared.chunk.index}",
-        )
-
-    async def _generate(self, requests: list[VLLMRequest], *, retry: bool) -> list[VLLMResponse]:
-        if not requests:
-            return []
-        assert self.client is not None
-        started = time.perf_counter()
-
-        def chunk_done(response: VLLMResponse) -> None:
-            self.emit(ChunkDone(response.request_id, response.completion_tokens, retry))
-
-        responses = await self.client.generate_batch(requests, on_response=chunk_done)
-        seconds = time.perf_counter() - started
+    def count_response(self, response: VLLMResponse) -> None:
         s = self.summary
-        s.generation_seconds += seconds
-        s.requests += len(requests)
-        prompt = sum(r.prompt_tokens for r in responses)
-        completion = sum(r.completion_tokens for r in responses)
-        s.prompt_tokens += prompt
-        s.completion_tokens += completion
-        s.cached_tokens += sum(r.cached_tokens for r in responses)
-        self.emit(BatchDone(len(requests), prompt, completion, seconds, retry))
-        return responses
+        s.requests += response.attempts
+        s.prompt_tokens += response.prompt_tokens
+        s.completion_tokens += response.completion_tokens
+        s.cached_tokens += response.cached_tokens
+        s.truncation_retries += response.attempts - 1
+        if response.truncated and response.attempts == 1 and looping(response.content):
+            s.looping_not_retried += 1
 
     def _converted_text(self, item: Document, sha: str) -> dict[str, Any]:
         """What a converted document's record carries so its offsets can be read: the text itself,
@@ -377,7 +377,8 @@ class ExtractionPipeline:
             out["pages"] = [list(span) for span in item.pages]
         return out
 
-    def _record(self, work: _DocWork, results: list[tuple[PreparedChunk, VLLMResponse]]) -> dict[str, Any]:
+    def record(self, work: _DocWork) -> dict[str, Any]:
+        """The record of a document whose requests are all answered (or that needs none)."""
         item = work.item
         if work.reused is not None:
             assert isinstance(item, Document)
@@ -402,11 +403,14 @@ class ExtractionPipeline:
         truncated: list[int] = []
         notes: list[str] = []
         failed: list[str] = []
+        poison = False
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
-        for prepared, response in results:
+        for i, prepared in enumerate(work.chunks):
+            response = work.responses[i]
             usage["prompt_tokens"] += response.prompt_tokens
             usage["completion_tokens"] += response.completion_tokens
             if not response.success:
+                poison = poison or response.error_kind == "poison_request"
                 failed.append(f"chunk {prepared.chunk.index}: {response.error}")
                 continue
             raw, note = parse_response(response.content, ext.type_names)
@@ -417,9 +421,7 @@ class ExtractionPipeline:
             parsed.append((prepared.chunk, raw))
         mentions = cast(Mentions, ext.mentions)  # validated by ExtractionConfig
         alignment = align_document(item.text, parsed, keep_ungrounded=ext.keep_ungrounded, mentions=mentions)
-        entities = alignment.entities
-        ungrounded = alignment.ungrounded
-        entity_dicts = [e.to_dict() for e in entities]
+        entity_dicts = [e.to_dict() for e in alignment.entities]
         if item.converted:
             record |= self._converted_text(item, work.sha or text_sha256(item.text))
         if item.pages:
@@ -430,9 +432,9 @@ class ExtractionPipeline:
         record |= {
             "status": "ok",
             "entities": entity_dicts,
-            "chunks": len(results),
+            "chunks": len(work.chunks),
             "usage": usage,
-            "ungrounded": ungrounded,
+            "ungrounded": alignment.ungrounded,
         }
         if truncated:
             record["truncated_chunks"] = truncated
@@ -441,7 +443,122 @@ class ExtractionPipeline:
         if failed:
             record["status"] = "error"
             record["error"] = {
-                "kind": "generation_failed",
-                "message": f"{len(failed)} of {len(results)} chunks failed: " + "; ".join(failed[:3]),
+                "kind": "poison_request" if poison else "generation_failed",
+                "message": f"{len(failed)} of {len(work.chunks)} chunks failed: " + "; ".join(failed[:3]),
             }
         return record
+
+
+class _Run:
+    """One run's dispatch and collection (see the module docstring)."""
+
+    def __init__(
+        self,
+        pipeline: ExtractionPipeline,
+        sink: Callable[[list[dict[str, Any]]], None],
+        tick: Callable[[], None] | None,
+    ) -> None:
+        self.p = pipeline
+        self.sink = sink
+        self.tick = tick
+        self.docs: dict[int, _DocWork] = {}  # dispatched, not yet written, by sequence number
+        self.ready: dict[int, dict[str, Any] | None] = {}  # done, waiting to be written in order
+        self.next_to_write = 0
+        self.by_key: dict[int, tuple[int, int]] = {}  # stream key -> (sequence, chunk)
+        self.keys = 0
+        self.changed = asyncio.Event()
+        self.dispatch_done = False
+        self.generation_seconds = 0.0
+        self._first_response = True
+        self.prefill_tokens = 0
+
+    async def go(self, handoff: _Handoff, stream: RequestStream) -> None:
+        started = time.perf_counter()
+        dispatch = asyncio.ensure_future(self._dispatch(handoff, stream))
+        try:
+            await self._collect(stream, dispatch)
+        except EngineRestartsExhausted as exc:
+            self.p.summary.stopped = str(exc)
+            logger.error("%s", exc)
+        finally:
+            if not dispatch.done():
+                dispatch.cancel()
+            handoff.close()
+            self.generation_seconds = time.perf_counter() - started
+        if dispatch.done() and not dispatch.cancelled() and dispatch.exception() is not None:
+            raise cast(BaseException, dispatch.exception())
+
+    async def _dispatch(self, handoff: _Handoff, stream: RequestStream) -> None:
+        p = self.p
+        seq = 0
+        try:
+            while True:
+                if p.stop_event.is_set():
+                    p.summary.interrupted = True
+                    logger.warning("stop requested: finishing the documents in flight, not starting others")
+                    break
+                work = await asyncio.to_thread(handoff.get)
+                if work is _Handoff._END:
+                    break
+                if isinstance(work, BaseException):
+                    raise work
+                if work.done:
+                    p.summary.skipped_done += 1
+                if work.requests and not work.done:
+                    while stream.outstanding >= p.queue_requests or seq >= self.next_to_write + p.reorder_window:
+                        self.changed.clear()
+                        await self.changed.wait()
+                    self.docs[seq] = work
+                    items = []
+                    for i, request in enumerate(work.requests):
+                        self.by_key[self.keys] = (seq, i)
+                        items.append(StreamItem(self.keys, request, group=seq, group_size=len(work.requests)))
+                        self.keys += 1
+                    if self._first_response:
+                        self.prefill_tokens += sum(len(r.prompt_token_ids or ()) for r in work.requests)
+                        p.emit(EnginePhase("prefill", self.prefill_tokens))
+                    await stream.submit(items)
+                else:
+                    self.docs[seq] = work
+                    self._done(seq)
+                seq += 1
+        finally:
+            self.dispatch_done = True
+            stream.end()
+            self.changed.set()
+
+    async def _collect(self, stream: RequestStream, dispatch: asyncio.Future[None]) -> None:
+        p = self.p
+        async for result in stream:
+            seq, index = self.by_key.pop(result.key)
+            work = self.docs[seq]
+            work.responses[index] = result.response
+            p.count_response(result.response)
+            if self._first_response:
+                self._first_response = False
+                p.emit(EnginePhase("generating", 0))
+            response = result.response
+            p.emit(ChunkDone(response.request_id, response.completion_tokens, response.attempts > 1))
+            if len(work.responses) == len(work.requests):
+                self._done(seq)
+            if self.tick is not None:
+                self.tick()
+        if dispatch.done() and not dispatch.cancelled() and dispatch.exception() is not None:
+            return
+        await dispatch
+
+    def _done(self, seq: int) -> None:
+        work = self.docs[seq]
+        self.ready[seq] = None if work.done else self.p.record(work)
+        records: list[dict[str, Any]] = []
+        while self.next_to_write in self.ready:
+            record = self.ready.pop(self.next_to_write)
+            del self.docs[self.next_to_write]
+            if record is not None:
+                records.append(record)
+            self.next_to_write += 1
+        if records:
+            self.sink(records)
+            for record in records:
+                self.p.count(record)
+        self.changed.set()

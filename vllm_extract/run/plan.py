@@ -26,13 +26,16 @@ from ..config import ExtractionConfig, Settings, VLLMConfig
 from ..exceptions import ConfigurationError
 from ..extract.prompts import build_instructions, build_messages, build_schema
 from ..extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
+from ..output.resume import BATCHING_PREFIX
 from ..readers import InputItem, iter_documents
 from . import budgets
 
 __all__ = [
+    "BATCHING_PREFIX",
     "DECODING_MODES",
     "ResolvedModel",
     "RunPlan",
+    "batching_parts",
     "build_plan",
     "plan_for_client",
     "plan_for_local_model",
@@ -251,8 +254,9 @@ def fingerprint(plan: RunPlan) -> str:
 def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
     """Everything that changes a run's result, as the dict ``fingerprint`` hashes: model identity
     (resolved path or name, revision, and a hash of its config and tokenizer files), decoding
-    mode, instruction and schema text, entity types, chunk size and overlap, completion budget,
-    the alignment options and the vllm-extract version. Saved beside the output so a refused resume
+    mode, instruction and schema text, entity types, chunk size and overlap, the budgets in force
+    (completion, prompt, context), whether prompts go as token ids or chat messages, the alignment
+    options and the vllm-extract version. Saved beside the output so a refused resume
     can name the setting that changed."""
     ext = plan.extraction
     parts: dict[str, Any] = {
@@ -266,6 +270,9 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
         "chunk_tokens": ext.chunk_tokens,
         "chunk_overlap": ext.chunk_overlap,
         "max_completion_tokens": plan.vllm.max_completion_tokens,
+        "max_prompt_tokens": plan.vllm.max_prompt_tokens,
+        "max_model_len": plan.max_model_len,
+        "token_ids": plan.token_ids,
         "max_entities_per_chunk": ext.max_entities_per_chunk,
         "max_entity_chars": ext.max_entity_chars,
         "keep_ungrounded": ext.keep_ungrounded,
@@ -274,6 +281,21 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
         "version": __version__,
     }
     return parts
+
+
+def batching_parts(plan: RunPlan) -> dict[str, Any]:
+    """The settings that shape batches but not, on a batch-invariant engine, results: engine
+    sequences and tokens per step, the run's request queue and reorder window, replicas. Not in the
+    fingerprint (``--reuse`` and ``merge`` accept a change); saved in ``OUT.run.json`` with the
+    fingerprint's parts, where ``--resume`` refuses a change (keys start with ``batch.``)."""
+    ext = plan.extraction
+    return {
+        BATCHING_PREFIX + "max_num_seqs": plan.vllm.max_num_seqs,
+        BATCHING_PREFIX + "max_num_batched_tokens": plan.vllm.max_num_batched_tokens,
+        BATCHING_PREFIX + "queue_requests": ext.queue_requests,
+        BATCHING_PREFIX + "reorder_window": ext.reorder_window,
+        BATCHING_PREFIX + "replicas": plan.vllm.data_parallel_size,
+    }
 
 
 def _model_files_hash(model: ResolvedModel) -> str | None:

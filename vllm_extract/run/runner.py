@@ -35,10 +35,19 @@ from ..output.resume import check_resume
 from ..output.shards import ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 from ..readers import BadInput, Document, InputItem, count_documents
 from .paths import check_written_paths
-from .pipeline import ExtractionPipeline, RunSummary
-from .plan import RunPlan, fingerprint_parts, plan_for_client, plan_for_local_model, read_inputs, resolve_model
+from .pipeline import ExtractionPipeline
+from .plan import (
+    RunPlan,
+    batching_parts,
+    fingerprint_parts,
+    plan_for_client,
+    plan_for_local_model,
+    read_inputs,
+    resolve_model,
+)
 from .report import build_report
 from .shards import ShardFilter, shard_manifest
+from .summary import RunSummary
 
 __all__ = ["RunOptions", "RunResult", "check_run_paths", "open_run", "run_job"]
 
@@ -133,7 +142,7 @@ async def open_run(
         if plan is not None:
             notify(plan)
         if not options.skip_gpu_check:
-            from ..clients.direct import platform_is_cpu
+            from ..clients.engine_loop import platform_is_cpu
             from ..engine.gpu.preflight import preflight
 
             engine = (plan.settings if plan else settings).vllm
@@ -187,15 +196,6 @@ def _uses_ray(settings: Settings, options: RunOptions) -> bool:
     return False
 
 
-def _with_replica_windows(plan: RunPlan, replicas: int) -> RunPlan:
-    """The plan with ``window_chunks`` × ``replicas``: each replica still gets a full window's batch
-    (the slices depend only on the window and the replica count, so resume sends the same)."""
-    if replicas == 1:
-        return plan
-    ext = dataclasses.replace(plan.extraction, window_chunks=plan.extraction.window_chunks * replicas)
-    return dataclasses.replace(plan, settings=Settings(plan.vllm, ext))
-
-
 async def _open_ray_run(
     settings: Settings, options: RunOptions, notify: Callable[[RunPlan], None]
 ) -> tuple[RunPlan, VLLMClientInterface]:
@@ -220,12 +220,12 @@ async def _open_ray_run(
     ray_options = RayOptions(address=options.ray_address, replicas=replicas, gpus_per_replica=options.gpus_per_replica)
     settings = Settings(dataclasses.replace(settings.vllm, data_parallel_size=replicas), settings.extraction)
     model = resolve_model(settings.vllm.model, required=False)
-    plan = _with_replica_windows(plan_for_local_model(settings, model), replicas) if model.local else None
+    plan = plan_for_local_model(settings, model) if model.local else None
     if plan is not None:
         notify(plan)
     config = plan.vllm if plan else settings.vllm
     if not options.skip_gpu_check and options.ray_address is None:
-        from ..clients.direct import platform_is_cpu
+        from ..clients.engine_loop import platform_is_cpu
         from ..engine.gpu.preflight import preflight
 
         checked = config
@@ -240,7 +240,7 @@ async def _open_ray_run(
     try:
         await client.connect()
         if plan is None:  # the driver has no model files: the replicas' tokenizer counts
-            plan = _with_replica_windows(plan_for_client(settings, client, model), replicas)
+            plan = plan_for_client(settings, client, model)
             notify(plan)
     except BaseException:
         await client.close()
@@ -280,7 +280,7 @@ async def run_job(
         def check(plan: RunPlan) -> None:
             # Before anything is generated (before the engine loads, for a local model): refuse a
             # resume that would mix runs, open the reuse sources, save the settings in force.
-            parts = fingerprint_parts(plan)
+            parts = fingerprint_parts(plan) | batching_parts(plan)
             checked["guard"] = ResumeGuard(
                 writer.done, plan.fingerprint, settings=parts, previous_settings=writer.previous_settings, out=out
             )
@@ -313,14 +313,20 @@ async def run_job(
         try:
             if options.texts_dir is not None:
                 _make_texts_dir(options.texts_dir)
+            ext = plan.extraction
             pipeline = ExtractionPipeline(
                 active,
                 plan,
                 subscribers=options.subscribers,
                 stop_event=options.stop_event,
                 texts_dir=options.texts_dir,
+                queue_requests=ext.queue_requests or None,
+                reorder_window=ext.reorder_window,
+                deterministic=int(getattr(active, "replicas", 1)) == 1,
             )
-            summary = await pipeline.run(items, writer.write, resume=guard, reuse=reuse, documents_total=total)
+            summary = await pipeline.run(
+                items, writer.write, tick=writer.sync_if_due, resume=guard, reuse=reuse, documents_total=total
+            )
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -329,10 +335,10 @@ async def run_job(
             if own_client:
                 await active.close()
         manifest = None
-        if sharded is not None and sharded.exhausted and not summary.interrupted:
+        if sharded is not None and sharded.exhausted and not summary.interrupted and summary.stopped is None:
             manifest = write_manifest(out, shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
-    exit_code = 1 if writer.errors_in_file else 0
+    exit_code = 75 if summary.stopped is not None else 1 if writer.errors_in_file else 0
     report = build_report(
         summary, stats, plan, inputs, out, started, active, resumed=options.resume, engine_log=options.engine_log
     )
