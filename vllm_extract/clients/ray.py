@@ -128,6 +128,7 @@ class RayVLLMClient(VLLMClientInterface):
         super().__init__(config)
         self.resolve = resolve
         self._stream: RayStream | None = None
+        self._next_seq: dict[int, int] = {}  # per actor: the sequence number of its next message
         self.options = options or RayOptions()
         self.model_path: str = model or self.config.model
         self._requested_len = max_model_len

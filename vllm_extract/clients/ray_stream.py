@@ -32,10 +32,10 @@ _POLL_SECONDS = 0.5
 
 
 class _Replica:
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, seq: int) -> None:
         self.actor = actor
         self.supervisor = Supervisor()
-        self.seq = 0
+        self.seq = seq  # the actor applies messages in sequence order, across streams
         self.alive = True
         self.drained: dict[str, Any] = {}
         self.task: asyncio.Task[None] | None = None
@@ -59,7 +59,7 @@ class RayStream(RequestStream):
         self.group_window = group_window
         self.stats = StreamStats()
         self.restarts = RestartBudget(client.config.max_engine_restarts)  # shared by the replicas
-        self.replicas = [_Replica(actor) for actor in client._actors]
+        self.replicas = [_Replica(actor, client._next_seq.get(id(actor), 0)) for actor in client._actors]
         single = len(self.replicas) == 1
         self.pull = 1 << 62 if single else max(1, client.options.pull_requests or 2 * client.config.max_num_seqs)
         self.backlog: collections.deque[list[StreamItem]] = collections.deque()
@@ -227,6 +227,8 @@ class RayStream(RequestStream):
 
     async def aclose(self) -> None:
         self._closed = True
+        for replica in self.replicas:
+            self.client._next_seq[id(replica.actor)] = replica.seq
         for replica in self.replicas:
             if replica.task is not None:
                 replica.task.cancel()
