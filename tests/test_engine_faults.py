@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 import pytest
 from conftest import engine_config
-from vllm_extract.run.runner import RunOptions, run_job
 
 from vllm_extract.clients.direct import DirectVLLMClient
 from vllm_extract.clients.engine_loop import CRASH_ENV
 from vllm_extract.config import ExtractionConfig, Settings
 from vllm_extract.events import ChunkDone
 from vllm_extract.output import read_records
+from vllm_extract.run.runner import RunOptions, run_job
 
 pytestmark = pytest.mark.slow
 
