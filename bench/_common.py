@@ -117,12 +117,32 @@ def run_ours(
 
     A direct client's prefix cache is emptied first, so every pass does the same prefill work.
     """
-    llm = getattr(client, "llm", None)
-    if llm is not None:
-        llm.reset_prefix_cache()
+    reset_cache(client)
     started = time.perf_counter()
     result = asyncio.run(run_job([str(corpus)], out, settings, options or RunOptions(overwrite=True), client=client))
     return time.perf_counter() - started, result
+
+
+def reset_cache(client: Any) -> None:
+    """Empty an engine client's prefix cache (direct and Ray clients have one; others: nothing)."""
+    reset = getattr(getattr(client, "inner", client), "reset_prefix_cache", None)
+    if reset is not None:
+        asyncio.run(reset())
+
+
+def raw_llm(plan: RunPlan) -> Any:
+    """A raw ``vllm.LLM`` in this process with the run's engine settings, for row 1's other side.
+
+    Its engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), as in vllm-extract's
+    engine process, so the comparison measures vllm-extract's own work, not where vLLM's core runs
+    (with vLLM's default multiprocess core the same prompts took 39 s against 19-23 s in-process,
+    measured here on 2 cores: that gap is the core's placement, not the pipeline)."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    from vllm import LLM
+
+    from vllm_extract.clients.engine_loop import engine_kwargs
+
+    return LLM(**engine_kwargs(plan.vllm, plan.model.path, plan.max_model_len, cpu=True))
 
 
 def reset_server_cache(url: str) -> bool:

@@ -12,18 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _common as common
 import orjson
 from _common import Bench, Row
 from corpus import write_corpus
 
 from vllm_extract import RunOptions, Settings, run_job
-from vllm_extract.clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
+from vllm_extract.clients.base import VLLMClientInterface
 
 PDF_MAX_TOKENS = 16
 
 
 class _Counting(VLLMClientInterface):
-    """Passes batches to the real client and counts the requests sent."""
+    """Passes the run's stream to the real client and counts the requests sent."""
 
     def __init__(self, inner: VLLMClientInterface) -> None:
         super().__init__(inner.config)
@@ -35,9 +36,16 @@ class _Counting(VLLMClientInterface):
     async def connect(self) -> bool:
         return True
 
-    async def generate_batch(self, requests: list[VLLMRequest], on_response: Any = None) -> list[VLLMResponse]:
-        self.sent += [r.request_id for r in requests]
-        return await self.inner.generate_batch(requests, on_response)
+    def open_stream(self, **kwargs: Any) -> Any:
+        stream = self.inner.open_stream(**kwargs)
+        submit = stream.submit
+
+        async def counted(items: Any) -> None:
+            self.sent += [i.request.request_id for i in items]
+            await submit(items)
+
+        stream.submit = counted  # type: ignore[method-assign]
+        return stream
 
     def get_tokenizer(self) -> Any:
         return self.inner.get_tokenizer()
@@ -50,9 +58,7 @@ class _Counting(VLLMClientInterface):
 def _timed(
     inputs: list[str], out: Path, settings: Settings, client: VLLMClientInterface, **options: Any
 ) -> tuple[float, Any]:
-    llm = getattr(getattr(client, "inner", client), "llm", None)
-    if llm is not None:
-        llm.reset_prefix_cache()
+    common.reset_cache(client)
     started = time.perf_counter()
     result = asyncio.run(run_job(inputs, out, settings, RunOptions(overwrite=True, **options), client=client))
     return time.perf_counter() - started, result

@@ -15,6 +15,7 @@ Rows (each a function returning a dict):
   9 grounded decoding's grammar: build + compile per chunk, share of the run          goal < 2%
  10 incremental rerun (--reuse) with 1% of 100 documents changed vs a full run
  11 reading a 200-page PDF: pages/s and share of the run over it
+ 12 the streaming run vs 0.1's windows: occupancy, idle share, docs/s, durable-record age at a kill
 
 Rows not run in a session (`--rows`) are carried over from the previous bench/RESULTS.md, marked
 with the date of the run that measured them.
@@ -47,10 +48,17 @@ from _rows_direct import row1_direct_vs_raw, row5_preparation, row7_reproducibil
 from _rows_nightly import row10_incremental, row11_pdf_reading
 from _rows_quality import row8_quality, row9_grammar_cost
 from _rows_server import http_settings, row2_http_serial, row3_http_concurrent, row4_langextract, row6_memory
+from _rows_stream import row12_stream_vs_windows
 from corpus import write_corpus
 
-QUICK = {"docs": 5, "max_tokens": 48, "chunk_tokens": 400, "long_every": 5, "long_paragraphs": 8, "rss_scale": 10}
-FULL = {"docs": 40, "max_tokens": 96, "chunk_tokens": 1200, "long_every": 10, "long_paragraphs": 40, "rss_scale": 10}
+QUICK = {
+    "docs": 5, "max_tokens": 48, "chunk_tokens": 400, "long_every": 5, "long_paragraphs": 8, "rss_scale": 10,
+    "stream_docs": 24, "stream_chunk_tokens": 400,
+}  # fmt: skip
+FULL = {
+    "docs": 40, "max_tokens": 96, "chunk_tokens": 1200, "long_every": 10, "long_paragraphs": 40, "rss_scale": 10,
+    "stream_docs": 200, "stream_chunk_tokens": 600,
+}  # fmt: skip
 
 
 # -- orchestration ---------------------------------------------------------------------------------
@@ -71,7 +79,7 @@ def _guarded(number: int, fn: Callable[..., Row], *args: Any) -> Row:
 
 
 NEEDS = {2: {1}, 3: {1, 2}, 4: {1, 2, 3}, 5: {1}, 7: {1}, 9: {8}}  # rows that reuse an earlier row's runs
-DIRECT_ROWS = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11}
+DIRECT_ROWS = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12}
 
 
 def with_dependencies(wanted: set[int]) -> set[int]:
@@ -96,9 +104,20 @@ def direct_rows(b: Bench, wanted: set[int]) -> list[Row]:
         for number, fn in ((8, row8_quality), (9, row9_grammar_cost), (10, row10_incremental), (11, row11_pdf_reading)):
             if number in wanted:
                 rows.append(_guarded(number, fn, b, client))
+        if 12 in wanted:
+            rows.append(_guarded(12, row12_stream_vs_windows, stream_bench(b), client))
         return rows
     finally:
         asyncio.run(client.close())
+
+
+def stream_bench(b: Bench) -> Bench:
+    """Row 12's own corpus: more documents of mixed lengths, smaller chunks (several windows' worth)."""
+    args = b.args
+    kwargs = {"seed": 1234, "long_every": 4, "long_paragraphs": args.long_paragraphs // 2}
+    corpus = write_corpus(b.work / "stream-corpus.jsonl", args.stream_docs, **kwargs)
+    settings = common.make_settings(args.max_tokens, args.stream_chunk_tokens)
+    return Bench(args, b.work, corpus, common.load_documents(corpus), settings)
 
 
 def server_rows(b: Bench, wanted: set[int]) -> list[Row]:
@@ -144,6 +163,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--long-every", type=int, help="every Nth document is long (default 10)")
     parser.add_argument("--long-paragraphs", type=int, help="paragraphs of a long document (default 40)")
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds in row 1 (>= 3 feeds row 7)")
+    parser.add_argument("--stream-docs", type=int, help="row 12: documents (default 200)")
+    parser.add_argument("--stream-chunk-tokens", type=int, help="row 12: chunk size (default 600)")
     parser.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight, rows 3-4")
     parser.add_argument("--rss-scale", type=int, help="row 6: the big corpus is this many times larger")
     parser.add_argument("--rss-max-tokens", type=int, default=16, help="row 6: completion budget")
@@ -152,7 +173,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7,8,9,10,11",
+        default="1,2,3,4,5,6,7,8,9,10,11,12",
         help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3; 9 needs 8); "
         "rows not run are carried over from --results",
     )

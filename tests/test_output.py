@@ -458,3 +458,17 @@ def test_out_of_order_index_is_logged(tmp_path: Path, caplog: pytest.LogCaptureF
         writer.write([_rec(0, "a"), _rec(5, "f")])
     assert any("has index 5 but is written on line 2" in r.getMessage() for r in caplog.records)
     assert [r["index"] for r in read_records(out)] == [0, 5]  # nothing is lost
+
+
+def test_resume_refuses_changed_batch_settings_and_names_them() -> None:
+    """Issue 20: settings that only shape batches stay out of the fingerprint, but ``--resume``
+    refuses a change to them (the rest would be batched unlike the run being resumed)."""
+    from vllm_extract.output import ResumeGuard
+
+    done = {0: DoneRecord("a", sha("a"), FP, "ok", 1)}
+    saved = {"decoding": "grounded", "batch.max_num_seqs": 256, "batch.reorder_window": 256}
+    ResumeGuard(done, FP, settings=dict(saved), previous_settings=saved)  # the same: resumes
+    changed = saved | {"batch.max_num_seqs": 8}
+    with pytest.raises(OutputError, match=r"batch settings changed.*batch\.max_num_seqs 256 -> 8"):
+        ResumeGuard(done, FP, settings=changed, previous_settings=saved)
+    ResumeGuard({}, FP, settings=changed, previous_settings=saved)  # nothing written yet: a fresh start

@@ -19,7 +19,7 @@ from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS
 from vllm_extract.run.dry_run import plan_job
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.plan import build_plan, plan_for_local_model, resolve_model
+from vllm_extract.run.plan import batching_parts, build_plan, plan_for_local_model, resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,12 +82,26 @@ def test_fingerprint_changes_with_what_changes_results(tiny: str) -> None:
         Settings(base.settings.vllm, ExtractionConfig(entity_types=base.extraction.entity_types[:3])),
         Settings(base.settings.vllm, dataclasses.replace(base.extraction, chunk_overlap=0.2)),
         Settings(dataclasses.replace(base.settings.vllm, max_completion_tokens=64), base.extraction),
+        # issue 20: prompt splits, the completion budget's room and the prompt form change results
+        Settings(dataclasses.replace(base.settings.vllm, max_prompt_tokens=4000), base.extraction),
+        Settings(dataclasses.replace(base.settings.vllm, max_model_len=6000), base.extraction),
+        Settings(dataclasses.replace(base.settings.vllm, batch_invariant=True), base.extraction),
     ]
     prints = {build_plan(s, base.model, base.tokenizer).fingerprint for s in changed}
-    assert base.fingerprint not in prints and len(prints) == len(changed)
-    # Settings that do not change results (window size, concurrency) keep the fingerprint.
-    quiet = Settings(dataclasses.replace(base.settings.vllm, concurrency=3), base.extraction)
-    assert build_plan(quiet, base.model, base.tokenizer).fingerprint == base.fingerprint
+    as_messages = build_plan(base.settings, base.model, base.tokenizer, token_ids=False).fingerprint
+    prints.add(as_messages)
+    assert base.fingerprint not in prints and len(prints) == len(changed) + 1
+    # Settings that shape batches or transport only keep the fingerprint: they are saved in
+    # OUT.run.json (batch.* keys), where --resume refuses a change, and --reuse/merge accept one.
+    quiet = [
+        Settings(dataclasses.replace(base.settings.vllm, concurrency=3), base.extraction),
+        Settings(dataclasses.replace(base.settings.vllm, max_num_seqs=8), base.extraction),
+        Settings(base.settings.vllm, dataclasses.replace(base.extraction, reorder_window=4, queue_requests=9)),
+    ]
+    for s in quiet:
+        assert build_plan(s, base.model, base.tokenizer).fingerprint == base.fingerprint
+    batching = batching_parts(build_plan(quiet[1], base.model, base.tokenizer))
+    assert batching["batch.max_num_seqs"] == 8 and batching_parts(base)["batch.max_num_seqs"] == 256
 
 
 def test_gold_entities_never_reach_a_prompt(tiny: str, tmp_path: Path) -> None:

@@ -140,3 +140,11 @@ def test_a_follow_up_pass_extends_the_conversation_by_ids_and_by_messages():
     assert next_pass(request, cut, [30]) is None  # a cut answer is not followed up
     merged = merge_passes([answer, answer, answer])
     assert merged.passes == [answer, answer] and merged.completion_tokens == 12 and merged.attempts == 3
+
+
+def test_the_engine_environment_runs_the_core_in_process_and_passes_batch_invariance():
+    from vllm_extract.clients.engine_loop import engine_environment
+    from vllm_extract.config import VLLMConfig
+
+    assert engine_environment(VLLMConfig()) == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert engine_environment(VLLMConfig(batch_invariant=True))["VLLM_BATCH_INVARIANT"] == "1"

@@ -101,6 +101,10 @@ class VLLMConfig:
     concurrency: int = 16
     max_retries: int = 4
     max_engine_restarts: int = 5
+    # vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1): results that do not depend on what
+    # else shares a batch. vLLM 0.32 documents them for NVIDIA GPUs of compute capability 8.0 and
+    # up (the A40 is 8.6), as beta; they cannot be tested on the CPU build.
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         if self.default_temperature != ENFORCED_TEMPERATURE or self.seed != ENFORCED_SEED:
@@ -128,6 +132,8 @@ class VLLMConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_engine_restarts < 0:
+            raise ConfigurationError(f"max_engine_restarts must be 0 or more, got {self.max_engine_restarts}")
         if self.max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, got {self.max_retries}")
         if self.kv_cache_dtype not in ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"):

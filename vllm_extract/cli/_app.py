@@ -135,6 +135,7 @@ class SettingsFlags:
     tp: int | None = None
     dp: int | None = None
     keep_ungrounded: bool = False
+    batch_invariant: bool = False
     servers: list[str] = field(default_factory=list)
 
     @classmethod
@@ -144,6 +145,7 @@ class SettingsFlags:
         values = {f.name: options[f.name] for f in fields(cls) if f.name in options}
         values["servers"] = list(options.get("server") or ())
         values["keep_ungrounded"] = bool(options.get("keep_ungrounded"))
+        values["batch_invariant"] = bool(options.get("batch_invariant"))
         return cls(**values)
 
     def overrides(self) -> dict[str, Any]:
@@ -170,6 +172,7 @@ class SettingsFlags:
             "tensor_parallel_size": self.tp,
             "data_parallel_size": self.dp,
             "keep_ungrounded": True if self.keep_ungrounded else None,
+            "batch_invariant": True if self.batch_invariant else None,
         }
         if self.servers:
             values["base_url"] = self.servers[0]

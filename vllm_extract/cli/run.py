@@ -110,6 +110,14 @@ def run(
     decoding: DecodingOpt = None,
     mentions: MentionsOpt = None,
     keep_ungrounded: Annotated[bool, typer.Option(help="Keep entities not found in the text.")] = False,
+    batch_invariant: Annotated[
+        bool,
+        typer.Option(
+            "--batch-invariant",
+            help="vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1): results independent of batch "
+            "make-up. NVIDIA GPUs of compute capability 8.0+ (beta in vLLM 0.32); untested on CPU.",
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue an earlier run into the same --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
     reuse: Annotated[

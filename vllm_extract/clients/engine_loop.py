@@ -60,6 +60,7 @@ __all__ = [
     "EngineLoop",
     "LoopOutput",
     "build_llm",
+    "engine_environment",
     "engine_kwargs",
     "import_vllm",
     "platform_is_cpu",
@@ -145,15 +146,28 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None
     return kwargs
 
 
+def engine_environment(config: VLLMConfig) -> dict[str, str]:
+    """The environment vLLM must see before it loads, for this engine: the engine core in this
+    process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, see the module docstring) and, with
+    ``config.batch_invariant``, vLLM's batch-invariant kernels (``VLLM_BATCH_INVARIANT=1``)."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if config.batch_invariant:
+        env["VLLM_BATCH_INVARIANT"] = "1"
+    return env
+
+
 def build_llm(config: VLLMConfig, model_path: str, max_model_len: int | None) -> tuple[Any, bool]:
     """``(vllm.LLM, cpu)`` with the engine core in this process. Must run before anything else in
-    the process imports vLLM's engine (it sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``). Raises
+    the process imports vLLM's engine (it sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, and
+    ``VLLM_BATCH_INVARIANT=1`` with ``config.batch_invariant``). Raises
     ``ModelNotLoadedError`` (vLLM missing, or the model failed to load, with vLLM's message)."""
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.update(engine_environment(config))
     vllm = import_vllm()
     from vllm.platforms import current_platform
 
     cpu = bool(current_platform.is_cpu())
+    if config.batch_invariant and cpu:
+        logger.warning("batch_invariant: vLLM documents VLLM_BATCH_INVARIANT for NVIDIA GPUs; on CPU it may do nothing")
     kwargs = engine_kwargs(config, model_path, max_model_len, cpu=cpu)
     logger.info("loading %s with vLLM %s (%s)", model_path, vllm.__version__, "CPU" if cpu else "GPU")
     try:

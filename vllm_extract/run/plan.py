@@ -273,6 +273,7 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
         "max_prompt_tokens": plan.vllm.max_prompt_tokens,
         "max_model_len": plan.max_model_len,
         "token_ids": plan.token_ids,
+        "batch_invariant": plan.vllm.batch_invariant,
         "max_entities_per_chunk": ext.max_entities_per_chunk,
         "max_entity_chars": ext.max_entity_chars,
         "keep_ungrounded": ext.keep_ungrounded,
