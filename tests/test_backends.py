@@ -1,6 +1,7 @@
 """The same extraction through the in-process engine and through a real vLLM server gives the
 same records. vLLM's output on CPU depends on batch composition, so both sides send each prompt
-alone here (one-chunk windows; one HTTP request at a time)."""
+alone here (one document at a time: ``reorder_window 1``, one chunk each; one HTTP request at a
+time)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_http_and_direct_give_the_same_entities(direct_client, vllm_server, examples: Path, tmp_path: Path):
-    extraction = ExtractionConfig(window_chunks=1, chunk_tokens=4000, retry_truncated=False)
+    extraction = ExtractionConfig(reorder_window=1, chunk_tokens=4000, retry_truncated=False)
     direct_config = dataclasses.replace(direct_client.config, max_completion_tokens=48)
     direct_settings = Settings(direct_config, extraction)
     http_config = dataclasses.replace(direct_config, base_url=vllm_server, concurrency=1)

@@ -253,7 +253,9 @@ def test_a_replica_killed_mid_run_is_restarted_and_its_requests_sent_again(repli
     before = ray.get(actor.ready.remote())["pid"]
     subscriber = after_first_chunk(lambda: os.kill(before, signal.SIGKILL))  # the replica process, mid-run
     out = tmp_path / "out.jsonl"
-    result = run(corpus(tmp_path), out, ray_settings(tiny_model_path), replica, subscribers=[subscriber])
+    # One document at a time (reorder_window 1), so the first answer comes while 11 documents remain.
+    settings = ray_settings(tiny_model_path, reorder_window=1)
+    result = run(corpus(tmp_path), out, settings, replica, subscribers=[subscriber])
     got = records(out)
     assert [r["index"] for r in got] == list(range(12))
     assert all(r["status"] == "ok" for r in got), [r.get("error") for r in got]

@@ -48,7 +48,7 @@ def lines(path: Path) -> int:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    return write_corpus(path, 8, seed=99, long_every=4, long_paragraphs=4)
+    return write_corpus(path, 12, seed=99, long_every=4, long_paragraphs=4)
 
 
 @pytest.fixture(scope="module")

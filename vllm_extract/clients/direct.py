@@ -208,6 +208,7 @@ class _EngineStream(RequestStream):
         self._ended = False
         self._restarting: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
+        self._withdraw = False
         if client._idle_death is not None:
             reason, client._idle_death = client._idle_death, None
             self._restarting = asyncio.ensure_future(self._restart(reason))
@@ -240,6 +241,11 @@ class _EngineStream(RequestStream):
         self._flushed = True
         if self._restarting is None:
             self._send(("flush",))
+
+    def withdraw(self) -> None:
+        self._withdraw = True  # a restart in progress sends it to the fresh engine
+        if self._restarting is None:
+            self._send(("withdraw",))
 
     def end(self) -> None:
         self._flushed = self._ended = True
@@ -277,6 +283,8 @@ class _EngineStream(RequestStream):
             self._send(("begin", self.deterministic, self.group_window))
             if items:
                 self._send(("submit", items))
+            if self._withdraw:
+                self._send(("withdraw",))
             if self._ended:
                 self._send(("end",))
             elif self._flushed:

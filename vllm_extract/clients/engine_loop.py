@@ -243,6 +243,7 @@ class EngineLoop:
         self._active: dict[str, _Active] = {}
         self._groups: collections.OrderedDict[int, int] = collections.OrderedDict()  # group -> open requests
         self._solo: str | None = None
+        self._withdrawn: list[StreamItem] = []  # taken back from the inbox, to answer as withdrawn
         self._arrived_group, self._arrived, self._arrived_size = -1, 0, 0  # the last group submitted
         self._out = LoopOutput()
         self._last_emit = time.perf_counter()
@@ -277,6 +278,16 @@ class EngineLoop:
             self._flushed = True
             self._cond.notify_all()
 
+    def withdraw(self) -> None:
+        """Take back every request not yet admitted (a run stopping): each is answered at once with
+        ``error_kind="withdrawn"``; the requests in the engine finish."""
+        with self._cond:
+            items = list(self._inbox)
+            self._inbox.clear()
+            self._flushed = True
+            self._cond.notify_all()
+        self._withdrawn.extend(items)
+
     def end(self) -> None:
         with self._cond:
             self._flushed = self._ended = True
@@ -299,6 +310,7 @@ class EngineLoop:
         """Step until ``stop``. Re-raises what ``step()`` raises (the engine is dead)."""
         while True:
             self._run_calls()
+            self._answer_withdrawn()
             self._admit(emit)
             if self._stopped:
                 return
@@ -319,6 +331,12 @@ class EngineLoop:
             if self._out.responses or time.perf_counter() - self._last_emit > _EMIT_EVERY_S:
                 self._emit(emit)
 
+    def _answer_withdrawn(self) -> None:
+        while self._withdrawn:
+            item = self._withdrawn.pop(0)
+            message = "withdrawn before it reached the engine: the run was asked to stop"
+            self._out.responses.append((item.key, _error(item.request, message, "withdrawn")))
+
     def _run_calls(self) -> None:
         while True:
             with self._cond:
@@ -337,7 +355,7 @@ class EngineLoop:
             if self._solo is not None or len(self._active) >= self.target:
                 return
             with self._cond:
-                if self._calls:
+                if self._calls or self._withdrawn:
                     return
                 item = self._inbox[0] if self._inbox else None
                 if item is None and not self._must_wait():
@@ -353,7 +371,7 @@ class EngineLoop:
             # for a document to complete before it sends more (no deadlock).
             self._drained(emit)
             with self._cond:
-                while not (self._inbox or self._calls or self._stopped) and self._must_wait():
+                while not (self._inbox or self._calls or self._stopped or self._withdrawn) and self._must_wait():
                     self._cond.wait()
 
     def _must_wait(self) -> bool:

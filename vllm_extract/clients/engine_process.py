@@ -11,7 +11,8 @@ The process is started as a fresh interpreter (not ``multiprocessing``'s spawn, 
 caller's main module again and so needs an ``if __name__ == "__main__":`` guard in every script).
 It connects back over a ``multiprocessing.connection`` on a Unix socket in a private temporary
 folder, with a random key. Messages, first the engine settings, then to the process: ``("begin", deterministic,
-group_window)``, ``("submit", [StreamItem])``, ``("flush",)``, ``("end",)``, ``("call", id, name)``
+group_window)``, ``("submit", [StreamItem])``, ``("flush",)``, ``("end",)``, ``("withdraw",)``,
+``("call", id, name)``
 (``reset_prefix_cache``), ``("shutdown",)``. From it: ``("ready", info)`` or ``("failed", message)``
 once, then ``("out", LoopOutput)``, ``("reply", id, result)`` and, when the engine dies,
 ``("dead", reason)`` before the process exits.
@@ -92,6 +93,8 @@ def _main(conn: Any) -> None:  # pragma: no cover - runs in the engine process
                 loop.flush()
             elif kind == "end":
                 loop.end()
+            elif kind == "withdraw":
+                loop.withdraw()
             elif kind == "call" and message[2] in _CALLS:
                 loop.call(getattr(llm, message[2]), _replier(send, message[1]))
             elif kind == "shutdown":

@@ -42,6 +42,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -279,10 +280,16 @@ class RayVLLMClient(VLLMClientInterface):
         """The replica's ``ready`` info once a replica that died runs again (Ray restarted it and it
         loaded the model), None when it does not come back within ``restart_timeout_s``."""
         ray = self._ray
-        try:
-            return dict(ray.get(actor.ready.remote(), timeout=self.options.restart_timeout_s))
-        except ray.exceptions.RayError:
-            return None
+        deadline = time.monotonic() + self.options.restart_timeout_s
+        while True:
+            try:
+                return dict(ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic())))
+            except ray.exceptions.ActorUnavailableError:  # restarting: Ray has not given up on it
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(1.0)
+            except ray.exceptions.RayError:
+                return None
 
     def _drop(self, actor: Any, exc: BaseException) -> None:
         logger.warning("dropping a Ray engine replica that did not come back: %s", _cause(exc))

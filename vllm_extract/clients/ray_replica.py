@@ -92,6 +92,8 @@ class EngineReplica:
                     self.loop.flush()
                 elif kind == "end":
                     self.loop.end()
+                elif kind == "withdraw":
+                    self.loop.withdraw()
 
     def poll(self, timeout: float) -> list[Any]:
         """What the loop produced (``LoopOutput``), waiting up to ``timeout`` seconds for the first."""

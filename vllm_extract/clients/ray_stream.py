@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ModelNotLoadedError
+from .base import VLLMResponse
 from .stream import RequestStream, StreamItem, StreamResult, StreamStats
 from .supervisor import RestartBudget, Supervisor
 
@@ -105,6 +106,16 @@ class RayStream(RequestStream):
         for replica in self.replicas:
             if replica.alive:
                 replica.send("flush")
+
+    def withdraw(self) -> None:
+        message = "withdrawn before it reached an engine: the run was asked to stop"
+        while self.backlog:
+            for item in self.backlog.popleft():
+                response = VLLMResponse(item.request.request_id, error=message, error_kind="withdrawn")
+                self._queue.put_nowait(StreamResult(item.key, response))
+        for replica in self.replicas:
+            if replica.alive:
+                replica.send("withdraw")
 
     def end(self) -> None:
         self._ended = True

@@ -185,6 +185,10 @@ class RequestStream(abc.ABC):
     def end(self) -> None:
         """Nothing more in this run (implies ``flush``)."""
 
+    def withdraw(self) -> None:  # noqa: B027 - a stream that starts everything at once has nothing to take back
+        """A run stops: take back every request not yet started; each is answered with
+        ``error_kind="withdrawn"`` (its document is not written). Requests already started finish."""
+
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[StreamResult]:
         """Final responses as they complete."""
@@ -226,6 +230,7 @@ class TaskStream(RequestStream):
         self._semaphore = asyncio.Semaphore(max(1, concurrency))
         self._queue: asyncio.Queue[StreamResult | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], StreamItem] = {}  # submitted, not yet holding a slot
         self._pending = 0
         self._ended = False
 
@@ -238,7 +243,21 @@ class TaskStream(RequestStream):
             self._pending += 1
             task = asyncio.ensure_future(self._run(item))
             self._tasks.add(task)
+            self._waiting[task] = item
             task.add_done_callback(self._tasks.discard)
+
+    def withdraw(self) -> None:
+        for task, item in list(self._waiting.items()):
+            task.cancel()
+            self._waiting.pop(task, None)
+            message = "withdrawn before it was sent: the run was asked to stop"
+            self._finish(item, VLLMResponse(item.request.request_id, error=message, error_kind="withdrawn"))
+
+    def _finish(self, item: StreamItem, response: VLLMResponse) -> None:
+        self._pending -= 1
+        self._queue.put_nowait(StreamResult(item.key, response))
+        if self._ended and not self._pending:
+            self._queue.put_nowait(None)
 
     async def _one(self, request: VLLMRequest) -> VLLMResponse:
         try:
@@ -254,6 +273,7 @@ class TaskStream(RequestStream):
         from .followups import merge_passes, merge_retry, next_pass, retry_budget
 
         async with self._semaphore:
+            self._waiting.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             request: VLLMRequest | None = item.request
             answers: list[VLLMResponse] = []
             while request is not None:
@@ -267,10 +287,7 @@ class TaskStream(RequestStream):
                 answer_ids = self._encode(response.content) if self._encode is not None else None
                 request = next_pass(request, response, answer_ids)
             response = merge_passes(answers)
-        self._pending -= 1
-        self._queue.put_nowait(StreamResult(item.key, response))
-        if self._ended and not self._pending:
-            self._queue.put_nowait(None)
+        self._finish(item, response)
 
     def flush(self) -> None:
         pass

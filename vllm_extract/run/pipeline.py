@@ -161,7 +161,7 @@ class ExtractionPipeline:
         self.stop_event = stop_event or threading.Event()
         self.summary = RunSummary(exact_tokens=plan.tokenizer.exact)
         capacity = client.capacity if client is not None else 1
-        self.queue_requests = queue_requests or max(2 * capacity, capacity + 32)
+        self.queue_requests = queue_requests or max(2 * capacity, capacity + 8)
         self.reorder_window = max(1, reorder_window)
         self.deterministic = deterministic
         self._lock = threading.Lock()
@@ -471,6 +471,7 @@ class _Run:
         self.generation_seconds = 0.0
         self._first_response = True
         self.prefill_tokens = 0
+        self.blocked = 1 << 62  # the first document with a withdrawn request (a stop): written up to it
 
     async def go(self, handoff: _Handoff, stream: RequestStream) -> None:
         started = time.perf_counter()
@@ -495,7 +496,8 @@ class _Run:
             while True:
                 if p.stop_event.is_set():
                     p.summary.interrupted = True
-                    logger.warning("stop requested: finishing the documents in flight, not starting others")
+                    logger.warning("stop requested: finishing the requests the engine started; the rest are not sent")
+                    stream.withdraw()
                     break
                 work = await asyncio.to_thread(handoff.get)
                 if work is _Handoff._END:
@@ -532,6 +534,9 @@ class _Run:
         async for result in stream:
             seq, index = self.by_key.pop(result.key)
             work = self.docs[seq]
+            if result.response.error_kind == "withdrawn":
+                self.blocked = min(self.blocked, seq)  # neither it nor any later document is written
+                continue
             work.responses[index] = result.response
             p.count_response(result.response)
             if self._first_response:
@@ -551,7 +556,7 @@ class _Run:
         work = self.docs[seq]
         self.ready[seq] = None if work.done else self.p.record(work)
         records: list[dict[str, Any]] = []
-        while self.next_to_write in self.ready:
+        while self.next_to_write in self.ready and self.next_to_write < self.blocked:
             record = self.ready.pop(self.next_to_write)
             del self.docs[self.next_to_write]
             if record is not None:
