@@ -176,3 +176,15 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_report(tmp_path / "missing" / "r.json", _report())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_engine_occupancy_and_restarts_are_metrics_when_the_engine_measured_them() -> None:
+    engine = {"occupancy": 0.97, "idle_share": 0.012, "limited_steps": 3, "steps": 400}
+    families = _parse(prometheus_text(_report(engine=engine, engine_restarts=1, preparation_seconds=2.5)))
+    m = (("model", '"m"'),)
+    assert families["vllm_extract_engine_occupancy"]["samples"] == {m: 0.97}
+    assert families["vllm_extract_engine_idle_share"]["samples"] == {m: 0.012}
+    assert families["vllm_extract_engine_restarts"]["samples"] == {m: 1}
+    assert families["vllm_extract_preparation_seconds"]["samples"] == {m: 2.5}
+    over_http = _parse(prometheus_text(_report(engine={})))  # a server's engine: not measured here
+    assert "vllm_extract_engine_occupancy" not in over_http

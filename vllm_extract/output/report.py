@@ -38,6 +38,15 @@ _GAUGES = (
     ("elapsed_seconds", "duration_seconds", "Wall time of the run", None),
     ("generated_tokens_per_second", "generated_tokens_per_second", "Generation throughput", None),
     ("documents_per_second", "documents_per_second", "Document throughput", None),
+    ("preparation_seconds", "preparation_seconds", "Reading, chunking, tokenizing and grammar building", None),
+    ("engine_restarts", "engine_restarts", "Dead engines restarted during the run", None),
+    ("poison_requests", "poison_requests", "Requests that killed a fresh engine again (their documents failed)", None),
+)
+# Measured by the engine side (summary["engine"]); absent on HTTP, where the server's engine is not ours.
+_ENGINE_GAUGES = (
+    ("occupancy", "engine_occupancy", "Mean over engine steps of running / min(max_num_seqs, unfinished requests)"),
+    ("idle_share", "engine_idle_share", "Share of the engine's wall time without a step to run"),
+    ("limited_steps", "engine_limited_steps", "Engine steps held back by KV-cache space or the token budget"),
 )
 
 
@@ -66,6 +75,10 @@ def prometheus_text(report: dict[str, Any]) -> str:
     )
     for key, name, help_text, _ in _GAUGES[1:]:
         metric(name, help_text, [(base, summary.get(key, 0))])
+    engine = summary.get("engine") or {}
+    for key, name, help_text in _ENGINE_GAUGES:
+        if engine.get(key) is not None:
+            metric(name, help_text, [(base, engine[key])])
     metric(
         "errors",
         "Document errors by kind",
