@@ -111,7 +111,10 @@ ERROR_KIND_DOCS: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.NOT_OBJECT: ("JSONL line", "the line is JSON but not an object (an array, a string, ...)"),
     ErrorKind.MISSING_TEXT: ("JSONL line", "the object has no text field (`text_field`, default `text`)"),
     ErrorKind.TEXT_NOT_STRING: ("JSONL line", "the text field is not a string"),
-    ErrorKind.EMPTY_TEXT: ("JSONL line", "the text field is empty or only whitespace"),
+    ErrorKind.EMPTY_TEXT: (
+        "JSONL line",
+        "the text field is empty, or only whitespace and invisible characters (zero-width space, soft hyphen, ...)",
+    ),
     ErrorKind.LINE_TOO_LONG: ("JSONL line", "the line is over `max_line_bytes`; it is skipped unread"),
     ErrorKind.NOT_UTF8: ("JSONL line, text file", "the bytes are not UTF-8 (UTF-16 included)"),
     ErrorKind.UNREADABLE: ("any file or folder", "it cannot be read or listed (permissions, I/O error, broken link)"),
