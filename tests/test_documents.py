@@ -360,6 +360,21 @@ def test_self_symlink_loop(tmp_path: Path) -> None:
     assert [getattr(i, "kind", "doc") for i in items] == ["symlink_loop", "doc"]
 
 
+def test_a_folder_reached_twice_through_a_sibling_link_is_read_once_without_error(tmp_path: Path) -> None:
+    """Issue 21: a sibling alias (``docs/current -> docs/2024``) is not a loop. It was a
+    ``symlink_loop`` error record, so a nightly run over such a tree exited 1 every night."""
+    root = tmp_path / "docs"
+    (root / "2024").mkdir(parents=True)
+    (root / "2024" / "a.txt").write_text("a", encoding="utf-8")
+    (root / "current").symlink_to(root / "2024")  # after 2024 in name order: already read
+    (root / "0-latest").symlink_to(root / "2024")  # before it: read here, 2024 itself is then the alias
+    items = _items(root)
+    assert [(type(i).__name__, i.id) for i in items if not isinstance(i, SkippedFile)] == [
+        ("Document", str(root / "0-latest" / "a.txt"))
+    ]
+    assert count_documents([str(root)]) == 1
+
+
 def test_missing_input_raises_before_anything(tmp_path: Path) -> None:
     good = tmp_path / "ok.txt"
     good.write_text("ok", encoding="utf-8")

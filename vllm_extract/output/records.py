@@ -120,7 +120,11 @@ ERROR_KIND_DOCS: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.UNREADABLE: ("any file or folder", "it cannot be read or listed (permissions, I/O error, broken link)"),
     ErrorKind.NOT_A_FILE: ("file in a folder", "a FIFO, socket or device: never opened, so the run cannot hang"),
     ErrorKind.EMPTY: ("any file", "the file holds no text (0 bytes, only whitespace or a BOM, no lines)"),
-    ErrorKind.SYMLINK_LOOP: ("folder", "a link leads back to a folder already read; not read twice"),
+    ErrorKind.SYMLINK_LOOP: (
+        "folder",
+        "a link leads back to a folder that holds it (a loop); skipped. A folder reached again through a "
+        "sibling link is read once, under its first name, and is no error",
+    ),
     ErrorKind.BINARY: ("text file", "a NUL byte anywhere in the file: not text"),
     ErrorKind.MISSING_EXTRA: ("PDF, DOCX, HTML", "reading it needs the docs extra: `pip install 'vllm-extract[docs]'`"),
     ErrorKind.CORRUPT: ("PDF, DOCX, HTML", "the file is damaged, or not the format its suffix says"),

@@ -4,7 +4,8 @@ Bad-input kinds (``BadInput.kind``), by where they arise:
 
     JSONL line       malformed_json, not_object, missing_text, text_not_string, empty_text,
                      not_utf8, line_too_long
-    any file         unreadable, not_a_file (FIFO, socket, device), empty, symlink_loop
+    any file         unreadable, not_a_file (FIFO, socket, device), empty
+    folder           symlink_loop (a link to a folder that holds it; a sibling alias is no error)
     text file        binary (a NUL byte anywhere), not_utf8
     PDF/DOCX/HTML    missing_extra (the ``docs`` extra is not installed), corrupt, encrypted,
                      too_large (DOCX part over the zip-bomb guard)

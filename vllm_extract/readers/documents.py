@@ -19,6 +19,7 @@ Ids and sources of files are their paths as given (``folder/sub/name.pdf``), mad
 
 from __future__ import annotations
 
+import logging
 import os
 import stat as stat_module
 import sys
@@ -47,6 +48,8 @@ __all__ = [
     "count_documents",
     "iter_documents",
 ]
+
+logger = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 DEFAULT_GLOBS = ("*.txt", "*.md", "*.pdf", "*.docx", "*.html", "*.htm")
@@ -141,8 +144,11 @@ def _file(
 
 class FolderStep(NamedTuple):
     """One step of ``walk_folder``. ``kind``: ``folder`` (entered; ``detail`` its real path),
-    ``entry`` (anything but a folder; ``entry`` its DirEntry), ``loop`` (a folder already walked,
-    skipped; ``detail`` its real path) or ``unreadable`` (cannot be listed; ``detail`` why)."""
+    ``entry`` (anything but a folder; ``entry`` its DirEntry), ``loop`` (a link back to a folder
+    that holds it, or to itself: skipped; ``detail`` its real path), ``alias`` (a folder already
+    walked under another name, a sibling link such as ``current -> 2024``: skipped, as its files
+    are read once already; ``detail`` its real path) or ``unreadable`` (cannot be listed;
+    ``detail`` why)."""
 
     kind: str
     path: str
@@ -152,14 +158,19 @@ class FolderStep(NamedTuple):
 
 def walk_folder(root: str) -> Iterator[FolderStep]:
     """Walk a folder INPUT as ``iter_documents`` reads it: depth first, entries in byte order of
-    their names, symlinked folders followed, each real folder once (a link back is a ``loop``).
+    their names, symlinked folders followed, each real folder once: the first name reached reads
+    it, a later one is an ``alias`` (a link to a folder that holds it is a ``loop``).
     ``run.paths`` walks the same way to know which files a run would read."""
     seen: set[str] = set()
+    above: list[str] = []  # real paths of the folders being walked, the root first
 
     def walk(directory: str) -> Iterator[FolderStep]:
         real = os.path.realpath(directory)
-        if real in seen:
+        if real in above:
             yield FolderStep("loop", directory, real)
+            return
+        if real in seen:
+            yield FolderStep("alias", directory, real)
             return
         seen.add(real)
         yield FolderStep("folder", directory, real)
@@ -168,6 +179,7 @@ def walk_folder(root: str) -> Iterator[FolderStep]:
         except OSError as exc:
             yield FolderStep("unreadable", directory, str(exc.strerror))
             return
+        above.append(real)
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
@@ -177,6 +189,7 @@ def walk_folder(root: str) -> Iterator[FolderStep]:
                 yield from walk(entry.path)
             else:
                 yield FolderStep("entry", entry.path, entry=entry)
+        above.pop()
 
     yield from walk(root)
 
@@ -192,8 +205,10 @@ def _folder(
     for step in walk_folder(root):
         shown = display_name(step.path)
         if step.kind == "loop":
-            message = f"{shown} links back to {display_name(step.detail)}, already read (symlink loop); skipped"
+            message = f"{shown} links back to {display_name(step.detail)}, which holds it (symlink loop); skipped"
             yield BadInput(shown, shown, counter.next(), "symlink_loop", message)
+        elif step.kind == "alias":
+            logger.info("%s is %s, already read under another name; skipped", shown, display_name(step.detail))
         elif step.kind == "unreadable":
             yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {step.detail}")
         elif step.kind == "entry":
@@ -318,8 +333,8 @@ def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = DEFAULT_GLO
     counts 1 (a PDF is one document whatever its pages). Nothing but JSONL files is opened, and no
     FIFO, socket or device ever is. None when an input is stdin or a pipe (it cannot be counted
     without consuming it). A folder is walked as the reader walks it (``walk_folder``: symlinked
-    folders followed, each once); a folder reached again or not listable counts 1, as the reader
-    yields one bad input for it.
+    folders followed, each once); a symlink loop or a folder not listable counts 1, as the reader
+    yields one bad input for it; a folder already read under another name counts 0.
     """
     total = 0
     globs = tuple(globs)
