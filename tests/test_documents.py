@@ -51,6 +51,26 @@ def test_jsonl_documents_with_ids_and_metadata(tmp_path: Path) -> None:
     ]
 
 
+def test_a_numeric_id_is_kept_exactly_as_written(tmp_path: Path) -> None:
+    """Issue 21: orjson reads an integer beyond 64 bits as a float, and the id was then silently
+    replaced by ``file:line``, so the record could not be joined back to its source."""
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(
+        b'{"id": 18446744073709551616, "text": "a"}\n'
+        b'{"id": -123456789012345678901234567890, "text": "b"}\n'
+        b'{"id": 2.50, "text": "c"}\n'
+        b'{"id": 18446744073709551615, "text": "d"}\n'  # the largest orjson reads as an int
+        b'{"id": 18446744073709551616, "txt": "e"}\n'  # a bad line keeps it too
+    )
+    assert [i.id for i in _items(path)] == [
+        "18446744073709551616",
+        "-123456789012345678901234567890",
+        "2.50",
+        "18446744073709551615",
+        "18446744073709551616",
+    ]
+
+
 def test_jsonl_custom_id_and_text_fields(tmp_path: Path) -> None:
     path = _jsonl(
         tmp_path / "b.ndjson",

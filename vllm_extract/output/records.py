@@ -196,7 +196,10 @@ class EntityRecord(_Model):
 class Record(_Model):
     """One output line: one input item (a document, or an input that could not become one)."""
 
-    id: str = Field(description="The document's id: the JSONL id field, else `SOURCE:LINE`; a file's path.")
+    id: str = Field(
+        description="The document's id: the JSONL id field (a number exactly as written, "
+        "`18446744073709551616` or `2.50`), else `SOURCE:LINE`; a file's path."
+    )
     index: NonNegativeInt = Field(description="0-based position in the input; line N of the output holds index N-1.")
     source: str = Field(description="The file it came from (`<stdin>` for standard input).")
     line: PositiveInt | SkipJsonSchema[None] = Field(

@@ -19,6 +19,7 @@ Ids and sources of files are their paths as given (``folder/sub/name.pdf``), mad
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat as stat_module
@@ -299,6 +300,8 @@ def _parse_line(
             line=line_no,
         )
     raw_id = obj.get(id_field)
+    if isinstance(raw_id, float):
+        raw_id = _number_as_written(raw, id_field, raw_id)
     doc_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id) else where
     if text_field not in obj:
         return BadInput(doc_id, source, index, "missing_text", f"line {line_no} has no {text_field!r} field", line_no)
@@ -316,6 +319,19 @@ def _parse_line(
         return BadInput(doc_id, source, index, "empty_text", f"line {line_no}: {text_field!r} is empty", line_no)
     metadata = {k: v for k, v in obj.items() if k not in (id_field, text_field)}
     return Document(doc_id, text, source, index, metadata, line=line_no)
+
+
+def _number_as_written(raw: bytes, field: str, value: float) -> str | float:
+    """A numeric field's JSON token exactly as the line writes it (``18446744073709551616``,
+    ``2.50``). orjson reads an integer beyond 64 bits as a float, losing digits, so a number
+    that came back as a float is read again from the line with the standard library, which keeps
+    every token as written. ``value`` when that fails (it cannot: orjson parsed the line)."""
+    try:
+        obj = json.loads(raw, parse_int=str, parse_float=str)
+    except ValueError:
+        return value
+    token = obj.get(field) if isinstance(obj, dict) else None
+    return token if isinstance(token, str) else value
 
 
 def _not_utf8(raw: bytes) -> bool:
