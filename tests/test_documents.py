@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -69,6 +70,18 @@ def test_a_numeric_id_is_kept_exactly_as_written(tmp_path: Path) -> None:
         "18446744073709551615",
         "18446744073709551616",
     ]
+
+
+def test_a_bad_line_carries_the_hash_of_its_bytes(tmp_path: Path) -> None:
+    """A bad line has no text to hash: its bytes (without the newline) are its identity for
+    --resume, an over-long one's too (hashed while it is skipped, never held whole)."""
+    path = tmp_path / "bad.jsonl"
+    long_line = b'{"text": "' + b"x" * 300 + b'"}'
+    path.write_bytes(b'{"id": "a", "text": \r\n' + long_line + b'\n{"text": "ok"}\n')
+    bad, too_long, good = _items(path, max_line_bytes=100)
+    assert bad.kind == "malformed_json" and bad.line_sha256 == hashlib.sha256(b'{"id": "a", "text": \r').hexdigest()
+    assert too_long.kind == "line_too_long" and too_long.line_sha256 == hashlib.sha256(long_line).hexdigest()
+    assert isinstance(good, Document)
 
 
 def test_jsonl_custom_id_and_text_fields(tmp_path: Path) -> None:

@@ -218,6 +218,12 @@ class Record(_Model):
         pattern=_SHA256,
         description="Hex SHA-256 of the document text as read (UTF-8). Absent when no text could be read.",
     )
+    line_sha256: str | SkipJsonSchema[None] = Field(
+        default=None,
+        pattern=_SHA256,
+        description="For a JSONL line that could not become a document: hex SHA-256 of the line's bytes "
+        "as read (without its newline), so `--resume` notices when the line changed.",
+    )
     fingerprint: str = Field(
         pattern=_FINGERPRINT,
         description="The run's fingerprint: a hash of everything that changes results (model and its "

@@ -45,7 +45,11 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class BadInput:
-    """An input that could not become a document; it becomes an error record in the output."""
+    """An input that could not become a document; it becomes an error record in the output.
+
+    ``line_sha256``: for a JSONL line, the hex SHA-256 of its bytes as read (the final newline and an
+    opening BOM excluded): a bad line has no text to hash, and ``--resume`` needs to notice when
+    it changed. None for a file."""
 
     id: str
     source: str
@@ -53,6 +57,7 @@ class BadInput:
     kind: str
     message: str
     line: int | None = None
+    line_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

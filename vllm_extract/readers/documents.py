@@ -19,6 +19,8 @@ Ids and sources of files are their paths as given (``folder/sub/name.pdf``), mad
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -26,7 +28,7 @@ import stat as stat_module
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -255,7 +257,8 @@ def _jsonl_stream(
         where = f"{source}:{line_no}"
         ended = raw.endswith(b"\n")
         if len(raw) - ended > max_line_bytes:
-            skipped = len(raw) + (0 if ended else _skip_rest_of_line(stream))
+            digest = hashlib.sha256(raw)
+            skipped = len(raw) + (0 if ended else _skip_rest_of_line(stream, digest))
             yield BadInput(
                 where,
                 source,
@@ -263,20 +266,33 @@ def _jsonl_stream(
                 "line_too_long",
                 f"line {line_no} is {skipped} bytes, over the {max_line_bytes}-byte limit (max_line_bytes)",
                 line=line_no,
+                line_sha256=digest.hexdigest(),
             )
             items += 1
             continue
         if not raw.strip():
             continue
         items += 1
-        yield _parse_line(raw, source, line_no, counter.next(), id_field, text_field)
+        item = _parse_line(raw, source, line_no, counter.next(), id_field, text_field)
+        if isinstance(item, BadInput):
+            item = dataclasses.replace(item, line_sha256=line_sha256(raw))
+        yield item
 
 
-def _skip_rest_of_line(stream: IO[bytes]) -> int:
+def line_sha256(raw: bytes) -> str:
+    """A JSONL line's identity for ``--resume`` (``BadInput.line_sha256``): the hex SHA-256 of its
+    bytes as read, without the final newline."""
+    return hashlib.sha256(raw.removesuffix(b"\n")).hexdigest()
+
+
+def _skip_rest_of_line(stream: IO[bytes], digest: Any) -> int:
+    """Read past the rest of an over-long line, feeding ``digest`` (a hashlib object) its bytes
+    without the final newline; the number of bytes read."""
     skipped = 0
     while True:
         block = stream.readline(_READ_BLOCK)
         skipped += len(block)
+        digest.update(block.removesuffix(b"\n"))
         if not block or block.endswith(b"\n"):
             return skipped
 
