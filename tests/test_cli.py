@@ -109,6 +109,14 @@ def test_bad_config_key_exits_2_naming_it(tmp_path):
     assert "chunk_size" in result.output
 
 
+def test_a_timeout_of_zero_or_less_is_a_configuration_error(tmp_path):
+    """Issue 21: `http_timeout = -1` was accepted; every request then timed out (exit 3)."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("http_timeout = -1\n")
+    result = runner.invoke(app, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 2 and "http_timeout must be a number of seconds over 0" in result.output
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

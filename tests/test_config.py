@@ -214,6 +214,13 @@ def test_unknown_override(tmp_path: Path) -> None:
         (None, {"VLLM_EXTRACT_TEXT_FIELD": " "}, "text_field"),
         ('[extract]\nid_field = "body"\ntext_field = "body"\n', None, "text_field"),
         ('[extract]\nglobs = [""]\n', None, "globs"),
+        # Issue 21: accepted, and then every request "timed out" (exit 3, "no vLLM server answered").
+        ("http_timeout = -1\n", None, "http_timeout"),
+        ("http_timeout = 0\n", None, "http_timeout"),
+        ("http_timeout = nan\n", None, "http_timeout"),
+        (None, {"VLLM_EXTRACT_HTTP_TIMEOUT": "0"}, "http_timeout"),
+        ("max_engine_restarts = -1\n", None, "max_engine_restarts"),
+        ("gpu_id = -1\n", None, "gpu_id"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str | None, env: dict | None, key: str) -> None:

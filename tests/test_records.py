@@ -297,6 +297,34 @@ def test_bad_input_that_became_readable_is_a_change() -> None:
         check_resume(done, FP, [(0, "x.txt", sha("now readable"))])
 
 
+def test_resume_refuses_a_bad_line_that_changed(tmp_path: Path, misbehaving_server: Any, tiny_model_path: Path) -> None:
+    """Issue 21: a bad JSONL line has no text to hash, so its error record was kept by --resume
+    after the line changed. The line's own hash (``line_sha256``) is its identity now. The whole
+    path: reader, pipeline, writer, resume scan, check (a loopback server; nothing is generated)."""
+    import asyncio
+
+    from vllm_extract.config import Settings, VLLMConfig
+    from vllm_extract.run.runner import RunOptions, run_job
+
+    server = misbehaving_server()
+    settings = Settings(VLLMConfig(model=str(tiny_model_path), base_url=server.url, max_completion_tokens=16))
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes(b'{"id": "a", "body": "no text field"}\n{"id": "b", "text": 5}\n')
+
+    def run(**options: Any) -> Any:
+        return asyncio.run(run_job([str(src)], out, settings, RunOptions(backend="http", **options)))
+
+    run()
+    first = read_records(out)
+    assert [(r["id"], r["error"]["kind"]) for r in first] == [("a", "missing_text"), ("b", "text_not_string")]
+    assert first[0]["line_sha256"] == sha('{"id": "a", "body": "no text field"}') and "text_sha256" not in first[0]
+    assert run(resume=True).summary.skipped_done == 2  # unchanged: nothing to redo
+    src.write_bytes(b'{"id": "a", "body": "still no text field"}\n{"id": "b", "text": 5}\n')
+    with pytest.raises(OutputError, match=r"document 0 \('a'\) is a different line now"):
+        run(resume=True)
+    assert read_records(out) == first
+
+
 def test_removed_documents_are_refused() -> None:
     done = done_of(rec(0, "a"), rec(1, "b"), rec(2, "c"))
     with pytest.raises(OutputError, match="holds 3 records but the inputs now have only 2 documents"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -132,10 +133,14 @@ class VLLMConfig:
         ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_engine_restarts < 0:
-            raise ConfigurationError(f"max_engine_restarts must be 0 or more, got {self.max_engine_restarts}")
-        if self.max_retries < 0:
-            raise ConfigurationError(f"max_retries must be 0 or more, got {self.max_retries}")
+        for name in ("max_retries", "max_engine_restarts", "gpu_id"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.http_timeout) and self.http_timeout > 0):
+            raise ConfigurationError(
+                f"http_timeout must be a number of seconds over 0, got {self.http_timeout}",
+                hint="e.g. http_timeout = 300 (each HTTP request's limit)",
+            )
         if self.kv_cache_dtype not in ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"):
             raise ConfigurationError(
                 f"kv_cache_dtype {self.kv_cache_dtype!r} is not supported",

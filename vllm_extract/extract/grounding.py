@@ -33,6 +33,7 @@ from typing import Any
 from .chunking import Chunk
 from .matching import TextIndex, context_window, nfc
 from .parsing import RawEntity
+from .segments import trim
 
 __all__ = ["Entity", "ground_entities"]
 
@@ -105,7 +106,7 @@ def _ground(
     index: TextIndex, raw: Sequence[RawEntity], lo: int, hi: int, keep_ungrounded: bool
 ) -> tuple[list[Entity], int]:
     nlo, nhi = index.norm_range(lo, hi)
-    needles = [nfc(ent.text.strip()) for ent in raw]
+    needles = [nfc(trim(ent.text)) for ent in raw]
     # Longer names first; sorted() is stable, so equal lengths keep the model's order.
     order = sorted(range(len(raw)), key=lambda i: -len(needles[i]))
     taken = bytearray(len(index.text) + 1)  # 1 where a placed entity sits

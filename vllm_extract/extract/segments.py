@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import regex
 
-__all__ = ["GRAPHEME", "grapheme_regions", "span_edges", "units"]
+__all__ = ["GRAPHEME", "grapheme_regions", "span_edges", "trim", "units"]
 
 # Scripts written without spaces between words: every grapheme boundary there is an edge.
 # Script_Extensions, so that the prolonged sound mark (ー) and iteration marks count too.
@@ -139,3 +139,23 @@ def units(text: str) -> list[str]:
             out.append(piece)
         start = end
     return out
+
+
+def trim(name: str) -> str:
+    """``name`` without whitespace at its ends, never cutting a grapheme cluster: a space that
+    carries marks (``" \u0301"``, ``" 🏽"``: one cluster, one unit of ``units``) stays, whole.
+
+    ``str.strip`` would leave the mark alone at the start, which is never an edge, so a span the
+    grammar allows (``"  🏽1"``, units ``" "``, ``" 🏽"``, ``"1"``) would not be found. ASCII names
+    (and names whose ends are not whitespace) are ``name.strip()``.
+    """
+    stripped = name.strip()
+    if stripped == name or name.isascii():
+        return stripped
+    clusters = [m.group() for m in GRAPHEME.finditer(name)]
+    first, last = 0, len(clusters)
+    while first < last and clusters[first].isspace():
+        first += 1
+    while last > first and clusters[last - 1].isspace():
+        last -= 1
+    return "".join(clusters[first:last])

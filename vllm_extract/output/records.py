@@ -111,13 +111,20 @@ ERROR_KIND_DOCS: dict[ErrorKind, tuple[str, str]] = {
     ErrorKind.NOT_OBJECT: ("JSONL line", "the line is JSON but not an object (an array, a string, ...)"),
     ErrorKind.MISSING_TEXT: ("JSONL line", "the object has no text field (`text_field`, default `text`)"),
     ErrorKind.TEXT_NOT_STRING: ("JSONL line", "the text field is not a string"),
-    ErrorKind.EMPTY_TEXT: ("JSONL line", "the text field is empty or only whitespace"),
+    ErrorKind.EMPTY_TEXT: (
+        "JSONL line",
+        "the text field is empty, or only whitespace and invisible characters (zero-width space, soft hyphen, ...)",
+    ),
     ErrorKind.LINE_TOO_LONG: ("JSONL line", "the line is over `max_line_bytes`; it is skipped unread"),
     ErrorKind.NOT_UTF8: ("JSONL line, text file", "the bytes are not UTF-8 (UTF-16 included)"),
     ErrorKind.UNREADABLE: ("any file or folder", "it cannot be read or listed (permissions, I/O error, broken link)"),
     ErrorKind.NOT_A_FILE: ("file in a folder", "a FIFO, socket or device: never opened, so the run cannot hang"),
     ErrorKind.EMPTY: ("any file", "the file holds no text (0 bytes, only whitespace or a BOM, no lines)"),
-    ErrorKind.SYMLINK_LOOP: ("folder", "a link leads back to a folder already read; not read twice"),
+    ErrorKind.SYMLINK_LOOP: (
+        "folder",
+        "a link leads back to a folder that holds it (a loop); skipped. A folder reached again through a "
+        "sibling link is read once, under its first name, and is no error",
+    ),
     ErrorKind.BINARY: ("text file", "a NUL byte anywhere in the file: not text"),
     ErrorKind.MISSING_EXTRA: ("PDF, DOCX, HTML", "reading it needs the docs extra: `pip install 'vllm-extract[docs]'`"),
     ErrorKind.CORRUPT: ("PDF, DOCX, HTML", "the file is damaged, or not the format its suffix says"),
@@ -189,7 +196,10 @@ class EntityRecord(_Model):
 class Record(_Model):
     """One output line: one input item (a document, or an input that could not become one)."""
 
-    id: str = Field(description="The document's id: the JSONL id field, else `SOURCE:LINE`; a file's path.")
+    id: str = Field(
+        description="The document's id: the JSONL id field (a number exactly as written, "
+        "`18446744073709551616` or `2.50`), else `SOURCE:LINE`; a file's path."
+    )
     index: NonNegativeInt = Field(description="0-based position in the input; line N of the output holds index N-1.")
     source: str = Field(description="The file it came from (`<stdin>` for standard input).")
     line: PositiveInt | SkipJsonSchema[None] = Field(
@@ -207,6 +217,12 @@ class Record(_Model):
         default=None,
         pattern=_SHA256,
         description="Hex SHA-256 of the document text as read (UTF-8). Absent when no text could be read.",
+    )
+    line_sha256: str | SkipJsonSchema[None] = Field(
+        default=None,
+        pattern=_SHA256,
+        description="For a JSONL line that could not become a document: hex SHA-256 of the line's bytes "
+        "as read (without its newline), so `--resume` notices when the line changed.",
     )
     fingerprint: str = Field(
         pattern=_FINGERPRINT,

@@ -2,7 +2,8 @@
 still matches from earlier outputs into a new run).
 
 ``--resume`` continues one run: a record already in the output is kept only when the input at its
-position has the same id and the same text, and the settings have the same fingerprint. Anything
+position has the same id and the same text (for a bad JSONL line, which has no text, the same
+line: ``line_sha256``), and the settings have the same fingerprint. Anything
 else would mix two runs in one file, so ``ResumeGuard`` refuses (``OutputError``, exit 2) and says
 what changed: the settings (by name when the earlier run's settings were saved beside the output,
 ``OUT.run.json``), the first document that differs, or documents removed.
@@ -51,7 +52,8 @@ class DoneRecord:
     """What the resume scan keeps of one record already in the output.
 
     ``line`` is its 1-based line in the file; ``text_sha256`` is None for an input that had no
-    text (a bad input); ``from_line`` says whether it came from a JSONL line (``line`` field).
+    text (a bad input); ``from_line`` says whether it came from a JSONL line (``line`` field);
+    ``line_sha256`` is the hash of a bad JSONL line (its identity, as it has no text).
     """
 
     id: str
@@ -60,11 +62,20 @@ class DoneRecord:
     status: Status
     line: int
     from_line: bool = False
+    line_sha256: str | None = None
 
     @classmethod
     def of(cls, record: Record, line: int) -> DoneRecord:
         """The ``DoneRecord`` of a validated record found on ``line`` of the output."""
-        return cls(record.id, record.text_sha256, record.fingerprint, record.status, line, record.line is not None)
+        return cls(
+            record.id,
+            record.text_sha256,
+            record.fingerprint,
+            record.status,
+            line,
+            record.line is not None,
+            record.line_sha256,
+        )
 
 
 # -- the run's settings beside the output --------------------------------------------------------
@@ -178,24 +189,30 @@ class ResumeGuard:
             return f"{which} (no saved setting differs: the model's files or vllm-extract's version changed)"
         return f"{', '.join(changes)} ({which})"
 
-    def check(self, index: int, doc_id: str, text_sha256: str | None) -> bool:
+    def check(self, index: int, doc_id: str, text_sha256: str | None, line_sha256: str | None = None) -> bool:
         """True when the input item at ``index`` is already done (skip it), False when it is new.
 
         Items must come in input order. Raises ``OutputError`` when a done record's id or text
-        differs from the item's. A file read through a differently spelled path (``docs/a.txt``
-        vs ``/data/docs/a.txt``) is the same document when its text is the same.
+        differs from the item's, or, for a bad JSONL line (no text), its ``line_sha256``. A file
+        read through a differently spelled path (``docs/a.txt`` vs ``/data/docs/a.txt``) is the
+        same document when its text is the same.
         """
         self.seen = max(self.seen, index + 1)
         record = self.done.get(index)
         if record is None:
             return False
-        same_text = record.text_sha256 == text_sha256
+        same_text = record.text_sha256 == text_sha256 and record.line_sha256 == line_sha256
         same_id = record.id == doc_id or (not record.from_line and same_path(record.id, doc_id))
         if same_id and same_text:
             return True
         if not same_id:
             now, was = f"{doc_id!r}{_hash(text_sha256)}", f"{record.id!r}{_hash(record.text_sha256)}"
             what = f"document {index} is now {now}, was {was}"
+        elif text_sha256 is None and record.text_sha256 is None:
+            what = (
+                f"document {index} ({doc_id!r}) is a different line now: sha256 {_short_hash(line_sha256)}, "
+                f"was {_short_hash(record.line_sha256)}"
+            )
         else:
             what = (
                 f"document {index} ({doc_id!r}) has different text: sha256 {_short_hash(text_sha256)}, "
@@ -220,18 +237,20 @@ class ResumeGuard:
 def check_resume(
     done: Mapping[int, DoneRecord],
     fingerprint: str,
-    documents: Iterable[tuple[int, str, str | None]],
+    documents: Iterable[tuple[int, str, str | None] | tuple[int, str, str | None, str | None]],
     *,
     settings: Mapping[str, Any] | None = None,
     previous_settings: Mapping[str, Any] | None = None,
     out: Path | str | None = None,
 ) -> None:
-    """Check a whole input up front: ``documents`` are ``(index, id, text_sha256)`` of the current
-    inputs in order (``text_sha256`` None for a bad input). Raises ``OutputError`` (exit 2) saying
-    what changed; returns None when resuming is safe. See ``ResumeGuard`` to check while streaming."""
+    """Check a whole input up front: ``documents`` are ``(index, id, text_sha256)`` or ``(index,
+    id, text_sha256, line_sha256)`` of the current inputs in order (``text_sha256`` None for a bad
+    input, ``line_sha256`` a bad JSONL line's hash). Raises ``OutputError`` (refused: the CLI exits
+    2) saying what changed; returns None when resuming is safe. See ``ResumeGuard`` to check while
+    streaming."""
     guard = ResumeGuard(done, fingerprint, settings=settings, previous_settings=previous_settings, out=out)
-    for index, doc_id, sha in documents:
-        guard.check(index, doc_id, sha)
+    for identity in documents:
+        guard.check(*identity)
     guard.finish()
 
 

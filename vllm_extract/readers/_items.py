@@ -4,7 +4,8 @@ Bad-input kinds (``BadInput.kind``), by where they arise:
 
     JSONL line       malformed_json, not_object, missing_text, text_not_string, empty_text,
                      not_utf8, line_too_long
-    any file         unreadable, not_a_file (FIFO, socket, device), empty, symlink_loop
+    any file         unreadable, not_a_file (FIFO, socket, device), empty
+    folder           symlink_loop (a link to a folder that holds it; a sibling alias is no error)
     text file        binary (a NUL byte anywhere), not_utf8
     PDF/DOCX/HTML    missing_extra (the ``docs`` extra is not installed), corrupt, encrypted,
                      too_large (DOCX part over the zip-bomb guard)
@@ -44,7 +45,11 @@ class Document:
 
 @dataclass(frozen=True, slots=True)
 class BadInput:
-    """An input that could not become a document; it becomes an error record in the output."""
+    """An input that could not become a document; it becomes an error record in the output.
+
+    ``line_sha256``: for a JSONL line, the hex SHA-256 of its bytes as read (the final newline and an
+    opening BOM excluded): a bad line has no text to hash, and ``--resume`` needs to notice when
+    it changed. None for a file."""
 
     id: str
     source: str
@@ -52,6 +57,7 @@ class BadInput:
     kind: str
     message: str
     line: int | None = None
+    line_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,16 @@ Ids and sources of files are their paths as given (``folder/sub/name.pdf``), mad
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
 import os
 import stat as stat_module
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from fnmatch import fnmatch
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -47,6 +51,8 @@ __all__ = [
     "count_documents",
     "iter_documents",
 ]
+
+logger = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 DEFAULT_GLOBS = ("*.txt", "*.md", "*.pdf", "*.docx", "*.html", "*.htm")
@@ -141,8 +147,11 @@ def _file(
 
 class FolderStep(NamedTuple):
     """One step of ``walk_folder``. ``kind``: ``folder`` (entered; ``detail`` its real path),
-    ``entry`` (anything but a folder; ``entry`` its DirEntry), ``loop`` (a folder already walked,
-    skipped; ``detail`` its real path) or ``unreadable`` (cannot be listed; ``detail`` why)."""
+    ``entry`` (anything but a folder; ``entry`` its DirEntry), ``loop`` (a link back to a folder
+    that holds it, or to itself: skipped; ``detail`` its real path), ``alias`` (a folder already
+    walked under another name, a sibling link such as ``current -> 2024``: skipped, as its files
+    are read once already; ``detail`` its real path) or ``unreadable`` (cannot be listed;
+    ``detail`` why)."""
 
     kind: str
     path: str
@@ -152,14 +161,19 @@ class FolderStep(NamedTuple):
 
 def walk_folder(root: str) -> Iterator[FolderStep]:
     """Walk a folder INPUT as ``iter_documents`` reads it: depth first, entries in byte order of
-    their names, symlinked folders followed, each real folder once (a link back is a ``loop``).
+    their names, symlinked folders followed, each real folder once: the first name reached reads
+    it, a later one is an ``alias`` (a link to a folder that holds it is a ``loop``).
     ``run.paths`` walks the same way to know which files a run would read."""
     seen: set[str] = set()
+    above: list[str] = []  # real paths of the folders being walked, the root first
 
     def walk(directory: str) -> Iterator[FolderStep]:
         real = os.path.realpath(directory)
-        if real in seen:
+        if real in above:
             yield FolderStep("loop", directory, real)
+            return
+        if real in seen:
+            yield FolderStep("alias", directory, real)
             return
         seen.add(real)
         yield FolderStep("folder", directory, real)
@@ -168,6 +182,7 @@ def walk_folder(root: str) -> Iterator[FolderStep]:
         except OSError as exc:
             yield FolderStep("unreadable", directory, str(exc.strerror))
             return
+        above.append(real)
         for entry in entries:
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
@@ -177,6 +192,7 @@ def walk_folder(root: str) -> Iterator[FolderStep]:
                 yield from walk(entry.path)
             else:
                 yield FolderStep("entry", entry.path, entry=entry)
+        above.pop()
 
     yield from walk(root)
 
@@ -192,8 +208,10 @@ def _folder(
     for step in walk_folder(root):
         shown = display_name(step.path)
         if step.kind == "loop":
-            message = f"{shown} links back to {display_name(step.detail)}, already read (symlink loop); skipped"
+            message = f"{shown} links back to {display_name(step.detail)}, which holds it (symlink loop); skipped"
             yield BadInput(shown, shown, counter.next(), "symlink_loop", message)
+        elif step.kind == "alias":
+            logger.info("%s is %s, already read under another name; skipped", shown, display_name(step.detail))
         elif step.kind == "unreadable":
             yield BadInput(shown, shown, counter.next(), "unreadable", f"cannot list {shown}: {step.detail}")
         elif step.kind == "entry":
@@ -239,7 +257,8 @@ def _jsonl_stream(
         where = f"{source}:{line_no}"
         ended = raw.endswith(b"\n")
         if len(raw) - ended > max_line_bytes:
-            skipped = len(raw) + (0 if ended else _skip_rest_of_line(stream))
+            digest = hashlib.sha256(raw)
+            skipped = len(raw) + (0 if ended else _skip_rest_of_line(stream, digest))
             yield BadInput(
                 where,
                 source,
@@ -247,20 +266,33 @@ def _jsonl_stream(
                 "line_too_long",
                 f"line {line_no} is {skipped} bytes, over the {max_line_bytes}-byte limit (max_line_bytes)",
                 line=line_no,
+                line_sha256=digest.hexdigest(),
             )
             items += 1
             continue
         if not raw.strip():
             continue
         items += 1
-        yield _parse_line(raw, source, line_no, counter.next(), id_field, text_field)
+        item = _parse_line(raw, source, line_no, counter.next(), id_field, text_field)
+        if isinstance(item, BadInput):
+            item = dataclasses.replace(item, line_sha256=line_sha256(raw))
+        yield item
 
 
-def _skip_rest_of_line(stream: IO[bytes]) -> int:
+def line_sha256(raw: bytes) -> str:
+    """A JSONL line's identity for ``--resume`` (``BadInput.line_sha256``): the hex SHA-256 of its
+    bytes as read, without the final newline."""
+    return hashlib.sha256(raw.removesuffix(b"\n")).hexdigest()
+
+
+def _skip_rest_of_line(stream: IO[bytes], digest: Any) -> int:
+    """Read past the rest of an over-long line, feeding ``digest`` (a hashlib object) its bytes
+    without the final newline; the number of bytes read."""
     skipped = 0
     while True:
         block = stream.readline(_READ_BLOCK)
         skipped += len(block)
+        digest.update(block.removesuffix(b"\n"))
         if not block or block.endswith(b"\n"):
             return skipped
 
@@ -284,6 +316,8 @@ def _parse_line(
             line=line_no,
         )
     raw_id = obj.get(id_field)
+    if isinstance(raw_id, float):
+        raw_id = _number_as_written(raw, id_field, raw_id)
     doc_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id) else where
     if text_field not in obj:
         return BadInput(doc_id, source, index, "missing_text", f"line {line_no} has no {text_field!r} field", line_no)
@@ -303,6 +337,19 @@ def _parse_line(
     return Document(doc_id, text, source, index, metadata, line=line_no)
 
 
+def _number_as_written(raw: bytes, field: str, value: float) -> str | float:
+    """A numeric field's JSON token exactly as the line writes it (``18446744073709551616``,
+    ``2.50``). orjson reads an integer beyond 64 bits as a float, losing digits, so a number
+    that came back as a float is read again from the line with the standard library, which keeps
+    every token as written. ``value`` when that fails (it cannot: orjson parsed the line)."""
+    try:
+        obj = json.loads(raw, parse_int=str, parse_float=str)
+    except ValueError:
+        return value
+    token = obj.get(field) if isinstance(obj, dict) else None
+    return token if isinstance(token, str) else value
+
+
 def _not_utf8(raw: bytes) -> bool:
     try:
         raw.decode("utf-8")
@@ -318,8 +365,8 @@ def count_documents(inputs: Iterable[str], *, globs: Iterable[str] = DEFAULT_GLO
     counts 1 (a PDF is one document whatever its pages). Nothing but JSONL files is opened, and no
     FIFO, socket or device ever is. None when an input is stdin or a pipe (it cannot be counted
     without consuming it). A folder is walked as the reader walks it (``walk_folder``: symlinked
-    folders followed, each once); a folder reached again or not listable counts 1, as the reader
-    yields one bad input for it.
+    folders followed, each once); a symlink loop or a folder not listable counts 1, as the reader
+    yields one bad input for it; a folder already read under another name counts 0.
     """
     total = 0
     globs = tuple(globs)

@@ -231,7 +231,8 @@ class ExtractionPipeline:
         if isinstance(item, Document):
             work.sha = text_sha256(item.text)
         if resume is not None:
-            work.done = resume.check(item.index, item.id, work.sha)
+            line_sha = item.line_sha256 if isinstance(item, BadInput) else None
+            work.done = resume.check(item.index, item.id, work.sha, line_sha256=line_sha)
         if reuse is not None and not work.done:
             work.reused = reuse.lookup(item.id, work.sha, self.plan.fingerprint)
         if isinstance(item, Document) and work.reused is None and not work.done:
@@ -387,6 +388,8 @@ class ExtractionPipeline:
         record: dict[str, Any] = {"id": item.id, "index": item.index, "source": item.source}
         if work.sha is not None:
             record["text_sha256"] = work.sha
+        if isinstance(item, BadInput) and item.line_sha256 is not None:
+            record["line_sha256"] = item.line_sha256
         record["fingerprint"] = self.plan.fingerprint
         if item.line is not None:
             record["line"] = item.line

@@ -397,13 +397,13 @@ def _open_output(out: Path, options: RunOptions, shard: ShardSpec | None) -> Out
     return ShardOutputWriter(out, shard, **kwargs) if shard is not None else OutputWriter(out, **kwargs)
 
 
-def _identities(items: Iterable[InputItem]) -> Iterator[tuple[int, str, str | None]]:
-    """(index, id, text_sha256) of each input item, documents and bad inputs, in order."""
+def _identities(items: Iterable[InputItem]) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(index, id, text_sha256, line_sha256) of each input item, documents and bad inputs, in order."""
     for item in items:
         if isinstance(item, Document):
-            yield item.index, item.id, text_sha256(item.text)
+            yield item.index, item.id, text_sha256(item.text), None
         elif isinstance(item, BadInput):
-            yield item.index, item.id, None
+            yield item.index, item.id, None, item.line_sha256
 
 
 def _start_sampler(client: VLLMClientInterface, settings: Settings, options: RunOptions) -> Any:
