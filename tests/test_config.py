@@ -166,6 +166,12 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
         _settings(tmp_path, 'colour = "red"\n')
 
 
+def test_a_removed_key_names_what_replaced_it(tmp_path: Path) -> None:
+    """0.1's window_chunks is gone with the windows (issue 20): an old config file is told why."""
+    with pytest.raises(ConfigurationError, match=r"window_chunks.*gone.*queue_requests.*reorder_window"):
+        _settings(tmp_path, "[extract]\nwindow_chunks = 64\n")
+
+
 def test_invalid_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         _settings(tmp_path, "max_model_len = = 3\n")

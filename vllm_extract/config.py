@@ -404,6 +404,13 @@ def load_settings(
         raise ConfigurationError(str(exc)) from exc
 
 
+# Settings that older versions took, with what replaced them (so an old config file gets a reason).
+_REMOVED_KEYS = {
+    "window_chunks": "a run streams instead of working in windows (0.2); memory is bounded by "
+    "queue_requests (prepared requests) and reorder_window (finished documents waiting)",
+}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -419,6 +426,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         else:
             flat[key] = value
     for key in flat:
+        if key in _REMOVED_KEYS:
+            raise ConfigurationError(
+                f"config file {path} sets {key!r}, which is gone: {_REMOVED_KEYS[key]}",
+                hint=f"delete the {key!r} line",
+            )
         if key not in _SECTIONS:
             raise ConfigurationError(
                 f"unknown key {key!r} in config file {path}",
