@@ -172,7 +172,8 @@ def row12_stream_vs_windows(b: Bench, client: VLLMClientInterface) -> Row:
     b.settings = Settings(b.settings.vllm, dataclasses.replace(b.settings.extraction, retry_truncated=True))
     plan = plan_for_local_model(b.settings)
     results: dict[str, Any] = {}
-    for name in ("window", "stream", "window", "stream"):  # alternated; the better pass of each is kept
+    repeats = getattr(b.args, "row12_repeats", 2)
+    for name in ("window", "stream") * repeats:  # alternated; the better pass of each is kept
         asyncio.run(client.reset_prefix_cache())  # type: ignore[attr-defined]
         out = b.work / f"row12-{name}.jsonl"
         run = _window_run(client, plan, b.docs, out) if name == "window" else _stream_run(client, b, out)
@@ -221,6 +222,7 @@ if __name__ == "__main__":
     parser.add_argument("--docs", type=int, default=160)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--chunk-tokens", type=int, default=600)
+    parser.add_argument("--row12-repeats", type=int, default=2, help="passes of each design; the better is kept")
     args = parser.parse_args()
     args.long_every, args.long_paragraphs = 4, 20
     work = Path(tempfile.mkdtemp(prefix="bench-row12-"))

@@ -38,7 +38,8 @@ def test_http_and_direct_give_the_same_entities(direct_client, vllm_server, exam
     stats = asyncio.run(over_http())
     direct = read_records(tmp_path / "direct.jsonl")
     http = read_records(tmp_path / "http.jsonl")
-    assert stats["client_type"] == "http" and stats["failed_generations"] == 0
+    assert stats["client_type"] == "http"
+    assert stats["failed_generations"] == 0, [r.get("error") for r in http if r["status"] == "error"]
     assert [r["id"] for r in http] == [r["id"] for r in direct]
     assert all(r["chunks"] == 1 for r in direct)
     assert [r["entities"] for r in http] == [r["entities"] for r in direct]
