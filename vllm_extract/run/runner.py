@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,7 +50,7 @@ from .report import build_report
 from .shards import ShardFilter, shard_manifest
 from .summary import RunSummary
 
-__all__ = ["RunOptions", "RunResult", "check_run_paths", "open_run", "run_job"]
+__all__ = ["RunOptions", "RunOutcome", "RunResult", "check_run_paths", "open_run", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +94,22 @@ class RunOptions:
     texts_dir: Path | None = None
 
 
+class RunOutcome(StrEnum):
+    """How a run that returned ended. The CLI maps each to its exit code (``cli/exit_codes.py``)."""
+
+    OK = "ok"  # every record in the output is ok
+    DOCUMENT_ERRORS = "document_errors"  # the output holds error records (kept ones of a resume too)
+    STOPPED = "stopped"  # the engine restart bound was spent: ``summary.stopped`` says why; --resume
+
+
 @dataclass
 class RunResult:
-    """What ``run_job`` returns: the summary, the client's counters, the exit code (0 every
-    document ok, 1 some failed) and the report (also written to ``report_path``)."""
+    """What ``run_job`` returns: the summary, the client's counters, the outcome and the report
+    (also written to ``report_path``)."""
 
     summary: RunSummary
     stats: dict[str, Any]
-    exit_code: int
+    outcome: RunOutcome
     report: dict[str, Any]
 
 
@@ -338,7 +347,10 @@ async def run_job(
         if sharded is not None and sharded.exhausted and not summary.interrupted and summary.stopped is None:
             manifest = write_manifest(out, shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
-    exit_code = 75 if summary.stopped is not None else 1 if writer.errors_in_file else 0
+    if summary.stopped is not None:
+        outcome = RunOutcome.STOPPED
+    else:
+        outcome = RunOutcome.DOCUMENT_ERRORS if writer.errors_in_file else RunOutcome.OK
     report = build_report(
         summary, stats, plan, inputs, out, started, active, resumed=options.resume, engine_log=options.engine_log
     )
@@ -352,7 +364,7 @@ async def run_job(
         write_report(options.report_path, report)
     if options.metrics_path:
         write_metrics(options.metrics_path, report)
-    return RunResult(summary, stats, exit_code, report)
+    return RunResult(summary, stats, outcome, report)
 
 
 def _make_texts_dir(path: Path) -> None:
