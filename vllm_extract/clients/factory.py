@@ -122,7 +122,8 @@ async def get_client_for_entity_extraction(
 ) -> VLLMClientInterface:
     """A connected client for extraction: ``auto`` (direct, then HTTP), ``direct`` or ``http``.
 
-    ``direct_kwargs`` (``preflight``, ``wait_for_gpu``) go to ``DirectVLLMClient``. ``direct`` and
+    ``direct_kwargs`` (``model_path``, ``max_model_len``) go to ``DirectVLLMClient``; the GPU
+    pre-flight is not run here (``run.runner.open_run`` runs it before loading). ``direct`` and
     ``http`` raise their client's own error (ModelNotLoadedError, GPUMemoryError, ConnectionError,
     ConfigurationError), so its details survive.
     """
