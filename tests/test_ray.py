@@ -229,7 +229,7 @@ def test_error_isolation_input_order_and_report(replica, tiny_model_path, tmp_pa
     assert got[1]["error"]["kind"] == "malformed_json" and got[3]["error"]["kind"] == "empty_text"
     assert result.outcome == "document_errors"
     data = orjson.loads(report.read_bytes())
-    assert data["engine"] == "ray" and data["backend"] == "direct"
+    assert data["engine"] == "ray" and data["backend"] == "ray"
     assert data["summary"]["ok"] == 3 and data["summary"]["errors"] == 2
     assert data["client_stats"]["ray"]["replicas"] == 1
 

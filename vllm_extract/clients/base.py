@@ -54,10 +54,15 @@ ModelResolver = Callable[[str], ResolvedModelLike]
 
 
 class VLLMClientType(enum.Enum):
-    """Which transport a client uses."""
+    """Which transport a client uses: the run report's ``backend`` and the panel show the value.
+
+    ``DIRECT_API``: an engine process on this machine; ``RAY``: engine replicas on a Ray cluster
+    (the same engine loop); both take the prompts' token ids. ``HTTP_API``: OpenAI-compatible
+    servers."""
 
     DIRECT_API = "direct"
     HTTP_API = "http"
+    RAY = "ray"
 
 
 @dataclass(frozen=True)
