@@ -43,6 +43,9 @@ def test_one_root_exception():
         if isinstance(obj, type):
             assert issubclass(obj, exceptions.VLLMClientError), name
     assert issubclass(exceptions.ConnectionError, ConnectionError)  # also the builtin
+    tree = (exceptions.__doc__ or "").split("\n\n")[1]  # the tree at the top of exceptions.py
+    for name in exceptions.__all__:
+        assert f" {name} " in tree, f"{name} is missing from the tree in exceptions.py's docstring"
     err = exceptions.ContextOverflowError("too long", estimated_tokens=30_000, max_tokens=28_000)
     assert err.excess_tokens == 2_000
     assert exceptions.GenerationError("503", can_retry=True).can_retry

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.config import (
     DEFAULT_ENTITY_TYPES,
     EntityType,
@@ -161,7 +162,7 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as info:
         _settings(tmp_path, "[vllm]\nmax_model_length = 100\n")
     assert "max_model_length" in str(info.value)
-    assert info.value.exit_code == 2
+    assert for_error(info.value) == 2
     with pytest.raises(ConfigurationError, match="colour"):
         _settings(tmp_path, 'colour = "red"\n')
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.exceptions import InputError
 from vllm_extract.readers import BadInput, Document, SkippedFile, count_documents, iter_documents
 
@@ -415,7 +416,7 @@ def test_missing_input_raises_before_anything(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         next(gen)
     assert "nope.jsonl" in str(info.value)
-    assert info.value.exit_code == 2
+    assert for_error(info.value) == 2
 
 
 def test_index_is_consecutive_across_inputs(tmp_path: Path) -> None:

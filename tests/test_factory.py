@@ -180,3 +180,45 @@ def test_create_config() -> None:
     assert config.server_urls() == ["http://127.0.0.1:8000"] and config.concurrency == 4
     with pytest.raises(ConfigurationError, match="invalid client setting"):
         VLLMClientFactory.create_config(no_such_setting=1)
+
+
+# -- the one rule: open_client, which open_run uses too ------------------------------------------
+
+
+def test_no_fallback_errors_and_gpu_errors_are_raised_as_is(misbehaving_server: Factory) -> None:
+    from vllm_extract.clients.factory import open_client
+    from vllm_extract.exceptions import BudgetError, GPUMemoryError
+
+    async def budgets() -> VLLMClientInterface:
+        raise BudgetError("no room for text")
+
+    async def busy_gpu() -> VLLMClientInterface:
+        raise GPUMemoryError("GPU 0 is 98.5% used")
+
+    server = misbehaving_server()
+    with pytest.raises(BudgetError):
+        run(open_client("auto", VLLMConfig(base_url=server.url), direct=budgets, no_fallback=(BudgetError,)))
+    assert server.chat_requests == 0 and not server.headers  # the server was never tried
+    with pytest.raises(GPUMemoryError, match="GPU 0 is"):  # no server: the user's to fix (exit 3)
+        run(open_client("auto", VLLMConfig(), direct=busy_gpu))
+
+
+@pytest.mark.usefixtures("no_vllm")
+def test_open_run_falls_back_through_the_factory(
+    misbehaving_server: Factory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    server = misbehaving_server(tokenize=True)
+    settings = Settings(VLLMConfig(model="org/not-here", base_url=server.url, max_model_len=4096))
+
+    async def go() -> tuple[Any, VLLMClientInterface]:
+        plan, client = await open_run(settings, RunOptions(skip_gpu_check=True))
+        await client.close()
+        return plan, client
+
+    with caplog.at_level(logging.WARNING):
+        plan, client = run(go())
+    assert isinstance(client, HTTPVLLMClient) and client.client_type is VLLMClientType.HTTP_API
+    (message,) = fallback_records(caplog)
+    assert server.url in message and "vLLM is not importable" in message
+    assert plan.max_model_len <= 4096

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -335,9 +336,12 @@ def test_sampler_thread_samples_until_stopped() -> None:
             got.set()
 
     with MemorySampler(lambda: [MemoryReading("host", 1.0, 4.0)], 0.9, on_sample, interval=0.01) as sampler:
+        thread = sampler._thread
+        assert thread is not None and thread.is_alive()
         assert got.wait(5.0)
+    assert sampler._thread is None and not thread.is_alive()  # stopped and joined
     count = len(samples)
-    assert sampler._thread is None  # stopped and joined
+    time.sleep(0.1)  # ten intervals: a sampler still running would have added samples by now
     assert len(samples) == count
 
 

@@ -16,7 +16,8 @@ import pytest
 from misbehaving_server import MisbehavingServer, first_capitalized
 
 from vllm_extract.clients.base import VLLMRequest, VLLMResponse
-from vllm_extract.clients.http import HTTPVLLMClient, RemoteTokenizer, _choose_model
+from vllm_extract.clients.http import HTTPVLLMClient, _choose_model
+from vllm_extract.clients.remote_tokenizer import RemoteTokenizer
 from vllm_extract.config import VLLMConfig
 from vllm_extract.exceptions import ConfigurationError, ConnectionError
 from vllm_extract.extract.tokens import load_tokenizer

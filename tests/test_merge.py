@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from vllm_extract.cli import app
 from vllm_extract.clients.base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
+from vllm_extract.exceptions import MergeError
 from vllm_extract.output.files import manifest_path
-from vllm_extract.output.merge import MergeError
 from vllm_extract.output.shards import read_manifest, shard_of
 from vllm_extract.run.merge import merge_shards
 from vllm_extract.run.runner import RunOptions, run_job
@@ -247,7 +247,7 @@ def test_merge_cli_exit_codes(shards, tmp_path):
     outs = shards.outs
     merged = tmp_path / "merged.jsonl"
     refused = runner.invoke(app, ["merge", str(outs[0]), str(outs[2]), "--out", str(merged)])
-    assert refused.exit_code == 1, refused.output
+    assert refused.exit_code == 5, refused.output
     assert "shard 1/3 is missing" in refused.output and "nothing was written" in refused.output
     assert not merged.exists()
     done = runner.invoke(app, ["merge", *map(str, outs), "--out", str(merged)])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.exceptions import LockHeldError, OutputError
 from vllm_extract.output import DoneRecord, OutputWriter, Record, RecordError, read_records
 from vllm_extract.readers._files import display_name
@@ -90,7 +91,7 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     out.write_bytes(_raw(_rec(0, "old")))
     with pytest.raises(OutputError) as info:
         OutputWriter(out).open()
-    assert "--overwrite" in str(info.value) and info.value.exit_code == 2
+    assert "--overwrite" in str(info.value) and for_error(info.value) == 2
     assert out.read_bytes() == _raw(_rec(0, "old"))
     assert (tmp_path / "out.jsonl.lock").read_text() == ""  # released: kept, emptied
 
@@ -174,7 +175,7 @@ def test_resume_refuses_bad_complete_line_in_the_middle(tmp_path: Path) -> None:
     with pytest.raises(OutputError) as info:
         OutputWriter(out, resume=True).open()
     message = str(info.value)
-    assert info.value.exit_code == 2
+    assert for_error(info.value) == 2
     assert "line 2" in message and "not valid JSON" in message and "damaged" in message
     assert out.read_bytes() == original  # untouched, byte for byte: the good records after it stay
     assert (tmp_path / "out.jsonl.lock").read_text() == ""  # released
@@ -256,7 +257,7 @@ def test_second_writer_gets_lock_held_error(tmp_path: Path) -> None:
         with pytest.raises(LockHeldError) as info:
             OutputWriter(out, overwrite=True).open()
         err = info.value
-        assert err.exit_code == 4
+        assert for_error(err) == 4
         assert err.pid == os.getpid()
         assert str(os.getpid()) in str(err)
         # The refused writer left the holder's lock alone.

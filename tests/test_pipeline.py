@@ -109,7 +109,7 @@ def test_examples_folder_one_line_per_document_in_order(direct_client, examples,
     assert [r["id"] for r in records] == [d.id for d in docs]
     assert [r["index"] for r in records] == list(range(len(docs)))
     assert all(r["status"] == "ok" for r in records), records
-    assert result.exit_code == 0
+    assert result.outcome == "ok"
     assert sum(r["chunks"] for r in records) > len(records)  # the opinion needs several chunks at 600
     texts = {d.id: d.text for d in docs}
     found = check_offsets(records, texts)
@@ -290,7 +290,7 @@ def test_bad_inputs_become_error_records_and_run_continues(direct_client, tmp_pa
     assert records[1]["error"]["kind"] == "malformed_json" and records[1]["line"] == 2
     assert records[2]["error"]["kind"] == "text_not_string"
     assert records[3].get("duplicate_id") is True
-    assert result.exit_code == 1
+    assert result.outcome == "document_errors"
     assert result.summary.errors_by_kind == {"malformed_json": 1, "text_not_string": 1}
 
 
@@ -369,7 +369,7 @@ def test_incremental_rerun_sends_only_new_and_changed_documents(direct_client, t
     result = asyncio.run(run_job([str(src)], second, settings, RunOptions(reuse=[first]), client=recorder))
     sent = sorted({r.request_id.split("#")[0] for batch in recorder.batches for r in batch})
     assert sent == ["d3", "d7"]
-    assert result.summary.reused == 8 and result.exit_code == 0
+    assert result.summary.reused == 8 and result.outcome == "ok"
     full = tmp_path / "full.jsonl"
     run([str(src)], full, settings, direct_client)
 

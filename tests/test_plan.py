@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vllm_extract.cli import app
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
@@ -66,7 +67,7 @@ def test_completion_budget_shrinks_instead_of_failing_every_document(tiny: str) 
 def test_budgets_that_leave_no_room_are_a_configuration_error_before_loading(tiny: str) -> None:
     with pytest.raises(BudgetError, match="no room for document text") as info:
         plan_for_local_model(settings(tiny, max_model_len=200))
-    assert isinstance(info.value, ConfigurationError) and info.value.exit_code == 2
+    assert isinstance(info.value, ConfigurationError) and for_error(info.value) == 2
     runner = CliRunner()
     result = runner.invoke(app, ["plan", str(ROOT / "examples" / "docs"), "--model", tiny, "--max-model-len", "200"])
     assert result.exit_code == 2, result.output

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.exceptions import InputError, OutputError
 from vllm_extract.output import (
     DoneRecord,
@@ -271,7 +272,7 @@ def test_input_changed_between_a_killed_run_and_resume() -> None:
     with pytest.raises(OutputError) as info:
         check_resume(done, FP, changed, out="out.jsonl")
     message = str(info.value)
-    assert info.value.exit_code == 2
+    assert for_error(info.value) == 2
     assert message.startswith("cannot resume out.jsonl: the inputs changed since the run being resumed: ")
     assert f"document 0 is now 'z' (text sha256 {sha('z')[:12]}…), was 'a' (text sha256 {sha('a')[:12]}…)" in message
     assert "(output line 1)" in message and "--overwrite" in message and "--reuse" in message
@@ -471,7 +472,7 @@ def test_reuse_file_errors(tmp_path: Path) -> None:
         ReuseIndex.load([tmp_path / "." / "out.jsonl"], out=out)
     with pytest.raises(InputError, match="cannot read --reuse") as info:
         ReuseIndex.load([tmp_path / "missing.jsonl"], out=out)
-    assert info.value.exit_code == 2
+    assert for_error(info.value) == 2
 
 
 def test_reuse_file_changed_after_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ import sys
 import orjson
 import pytest
 
+from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.exceptions import ConfigurationError, OutputError
 from vllm_extract.output.files import manifest_path
 from vllm_extract.output.shards import (
@@ -33,7 +34,7 @@ def test_parse_shard_is_zero_based_and_validated():
     for bad in ("4/4", "1/0", "a/3", "3", "1/2/3", "-1/3", ""):
         with pytest.raises(ConfigurationError) as info:
             parse_shard(bad)
-        assert info.value.exit_code == 2
+        assert for_error(info.value) == 2
     with pytest.raises(ConfigurationError, match="numbered 0 to 3"):
         parse_shard("4/4")
 

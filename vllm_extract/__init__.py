@@ -49,7 +49,7 @@ from .run.budgets import TokenEstimator
 from .run.dry_run import plan_job
 from .run.pipeline import ExtractionPipeline, RunSummary
 from .run.plan import ResolvedModel, RunPlan, build_plan, resolve_model
-from .run.runner import RunOptions, RunResult, open_run, run_job
+from .run.runner import RunOptions, RunOutcome, RunResult, open_run, run_job
 
 __all__ = [
     "BadInput",
@@ -78,6 +78,7 @@ __all__ = [
     "OutputWriter",
     "ResolvedModel",
     "RunOptions",
+    "RunOutcome",
     "RunPlan",
     "RunResult",
     "RunSummary",

@@ -1,8 +1,10 @@
 """Events the pipeline emits while it runs. Renderers (the rich panel, plain logs, run reports)
 subscribe to them; the pipeline knows nothing about rendering.
 
-A subscriber is any callable taking one event. It must be quick: it runs on the pipeline's thread
-(memory samples arrive from the sampler's thread).
+A subscriber is any callable taking one event. It must be quick: it runs on the thread of the
+run's event loop (the one that called ``run_job``; the pipeline's preparation thread emits
+nothing), except ``MemorySample``, which arrives from the sampler's thread, so a subscriber that
+takes both must not assume one thread.
 """
 
 from __future__ import annotations

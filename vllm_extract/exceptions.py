@@ -1,25 +1,30 @@
-"""Every error vllm-extract raises, as one tree.
+"""The errors vllm-extract raises on purpose, as one tree.
 
-    VLLMClientError                  root: catch this to catch everything we raise
-    ├── ConfigurationError           a setting, flag, config file or model name is wrong   (exit 2)
-    │   ├── InputError               an input path cannot be read at all                   (exit 2)
-    │   └── BudgetError              the budgets leave no room for document text           (exit 2)
-    ├── ModelNotLoadedError          vLLM is missing, or the model did not load             (exit 3)
-    │   └── ModelPreparationError    the embedded tiny model could not be prepared          (exit 3)
-    ├── GPUMonitorError              NVML/driver missing, GPU not readable                  (exit 3)
-    │   └── GPUMemoryError           not enough free GPU (or host) memory to start          (exit 3)
-    ├── ConnectionError              no server answers / no client could be created         (exit 3)
+    VLLMClientError                  root: catch this to catch every error we raise on purpose
+    ├── ConfigurationError           a setting, flag, config file or model name is wrong
+    │   ├── InputError               an input path cannot be read at all
+    │   └── BudgetError              the budgets leave no room for document text
+    ├── ModelNotLoadedError          vLLM is missing, or the model did not load
+    │   └── ModelPreparationError    the embedded tiny model could not be prepared
+    ├── GPUMonitorError              NVML/driver missing, GPU not readable
+    │   └── GPUMemoryError           not enough free GPU (or host) memory to start
+    ├── ConnectionError              no server answers / no client could be created
     ├── GenerationError              one request failed; `can_retry` says if retrying helps
     ├── ContextOverflowError         a prompt does not fit the model's context
+    ├── EngineRestartsExhausted      the engine died more often than `max_engine_restarts` allows
     ├── OutputError                  the output cannot be written, would be overwritten, or a resume
-    │   │                            would mix runs (inputs or settings changed)                (exit 2)
-    │   └── RecordError              a line or dict is not a valid record (damaged output)    (exit 2)
+    │   │                            would mix runs (inputs or settings changed)
+    │   └── RecordError              a line or dict is not a valid record (damaged output)
     │       └── UnencodableRecordError  a record holds what JSON cannot carry (lone surrogates)
-    └── LockHeldError                another live run holds the output's lock                (exit 4)
+    ├── MergeError                   shard outputs do not add up to one run; `problems` says why
+    └── LockHeldError                another live run holds the output's lock
 
 Each error carries a message saying what happened and a ``hint`` saying what to do. Library
-code raises; only the CLI turns these into exit codes (see ``exit_code_for``).
+code raises; only the CLI turns errors into exit codes (``cli/exit_codes.py``, the one table).
 Per-document problems are not raised: they become ``status: "error"`` records in the output.
+Outside the tree: ``ValueError`` from the data classes' own checks when called wrongly (a span
+that is not a span of its text, an unknown ``mentions`` mode), and what the system raises
+(``OSError`` for a full disk, ``MemoryError``): the CLI reports those as a crash.
 """
 
 from __future__ import annotations
@@ -37,20 +42,19 @@ __all__ = [
     "GenerationError",
     "InputError",
     "LockHeldError",
+    "MergeError",
     "ModelNotLoadedError",
     "ModelPreparationError",
     "OutputError",
     "RecordError",
     "UnencodableRecordError",
     "VLLMClientError",
-    "exit_code_for",
 ]
 
 
 class VLLMClientError(Exception):
     """Root of every error raised by vllm-extract."""
 
-    exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -66,7 +70,6 @@ class VLLMClientError(Exception):
 class ConfigurationError(VLLMClientError):
     """A setting, flag, configuration file or model name is invalid."""
 
-    exit_code = 2
 
 
 class InputError(ConfigurationError):
@@ -83,7 +86,6 @@ class BudgetError(ConfigurationError):
 class ModelNotLoadedError(VLLMClientError):
     """vLLM is not installed, the model failed to load, or a client was used before connect()."""
 
-    exit_code = 3
 
 
 class ModelPreparationError(ModelNotLoadedError):
@@ -93,7 +95,6 @@ class ModelPreparationError(ModelNotLoadedError):
 class GPUMonitorError(VLLMClientError):
     """GPUs cannot be read: no NVIDIA driver, NVML missing, or a device query failed."""
 
-    exit_code = 3
 
 
 class GPUMemoryError(GPUMonitorError):
@@ -117,7 +118,6 @@ class GPUMemoryError(GPUMonitorError):
 class ConnectionError(VLLMClientError, builtins.ConnectionError):
     """No vLLM server answered, or no client (direct nor HTTP) could be created."""
 
-    exit_code = 3
 
     def __init__(self, message: str, *, base_url: str | None = None, hint: str | None = None) -> None:
         VLLMClientError.__init__(self, message, hint=hint)
@@ -160,7 +160,6 @@ class ContextOverflowError(VLLMClientError):
 class OutputError(VLLMClientError):
     """The output file cannot be written, or would be overwritten without --overwrite/--resume."""
 
-    exit_code = 2
 
 
 class RecordError(OutputError):
@@ -181,18 +180,24 @@ class EngineRestartsExhausted(VLLMClientError):
     """The engine died more often in one run than ``max_engine_restarts`` allows."""
 
 
+class MergeError(VLLMClientError):
+    """The shard outputs do not add up to one complete run; ``problems`` lists every reason found
+    (a missing or duplicated shard or document, different inputs or fingerprints). Nothing was
+    written."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            f"cannot merge: {len(problems)} problem(s) found; nothing was written",
+            hint="fix or rerun the shards named above, then merge again",
+        )
+        self.problems = problems
+
+
 class LockHeldError(VLLMClientError):
     """Another live run is writing the same output file."""
 
-    exit_code = 4
 
     def __init__(self, message: str, *, pid: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.pid = pid
 
-
-def exit_code_for(error: BaseException) -> int:
-    """The documented process exit code for an error (1 for anything unexpected)."""
-    if isinstance(error, VLLMClientError):
-        return error.exit_code
-    return 1

@@ -1,12 +1,7 @@
 """The ``vllm-extract`` command: a thin Typer shell over the library.
 
 It parses flags, builds Settings (CLI > env > file > defaults), calls the library, and is the one
-place that turns errors into exit codes:
-
-    0  every document ok            1  finished, some documents failed
-    2  usage or configuration error 3  GPU, model or server unavailable
-    4  output lock held by another run
-    130 / 143  interrupted by SIGINT / SIGTERM (finished work is kept; rerun with --resume)
+place that turns errors into exit codes (the table: ``exit_codes.py``; ``vllm-extract --help``).
 
 One module per command group; each registers its commands on ``_app.app`` when imported.
 """

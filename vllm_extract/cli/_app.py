@@ -1,12 +1,9 @@
 """The Typer app and what its commands share: options, settings overrides, logging, error exits.
 
 It parses flags, builds Settings (CLI > env > file > defaults), calls the library, and is the one
-place that turns errors into exit codes:
-
-    0  every document ok            1  finished, some documents failed
-    2  usage or configuration error 3  GPU, model or server unavailable
-    4  output lock held by another run
-    130 / 143  interrupted by SIGINT / SIGTERM (finished work is kept; rerun with --resume)
+place that turns errors and outcomes into exit codes: the table and its rules are
+``exit_codes.py``; ``_fail`` prints an error of the tree, ``_Commands`` catches what a command
+did not (an unexpected error is a crash, exit 70, with its traceback).
 """
 
 from __future__ import annotations
@@ -22,16 +19,33 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-EXIT_OK, EXIT_DOC_ERRORS, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_LOCKED = 0, 1, 2, 3, 4
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+from .exit_codes import ExitCode, for_error, help_text
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 all documents ok; 1 finished but some documents failed; 2 usage or configuration "
-    "error; 3 GPU, model or server unavailable; 4 output lock held by another run; 130/143 interrupted."
-)
+EXIT_CODES_HELP = help_text()
+err = Console(stderr=True)
+
+
+class _Commands(TyperGroup):
+    """The app's command group: an error no command turned into its exit code ends here.
+
+    An error of the tree gets its code (``exit_codes.for_error``); anything else (an ``OSError``
+    such as a full disk, a bug) is a crash: its traceback, one red line, exit 70. Exits, usage
+    errors, aborts and interrupts pass through to Click as they are.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # exits, usage errors: Typer's own
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place every other error gets its code
+            raise _fail(exc) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="vllm-extract",
     help="Batch entity extraction over documents with vLLM.\n\n"
     "Examples:\n\n"
@@ -47,18 +61,30 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(models_app, name="models")
 app.add_typer(config_app, name="config")
 
-err = Console(stderr=True)
-
 
 def _fail(error: BaseException) -> typer.Exit:
-    """One red line (what happened; what to do) and the documented exit code."""
+    """One red line (what happened; what to do) and the documented exit code. A crash (an error
+    outside the tree, or one of the tree no rule expects to end a command) also says so, and an
+    error outside the tree prints its traceback first: it is a bug or an environment fault."""
     from rich.markup import escape
 
-    from ..exceptions import exit_code_for
+    from ..exceptions import VLLMClientError
 
+    code = for_error(error)
+    if code == ExitCode.CRASH and not isinstance(error, VLLMClientError):
+        import traceback
+
+        err.print("".join(traceback.format_exception(error)).rstrip(), markup=False, highlight=False)
+    message = str(error) if isinstance(error, VLLMClientError) else f"{type(error).__name__}: {error}"
     # escape: a message naming an extra (`vllm-extract[ray]`) is not markup.
-    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(exit_code_for(error))
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    if code == ExitCode.CRASH:
+        err.print(
+            "crashed (exit 70): records already written stand; fix the cause, then rerun with --resume"
+            + ("" if isinstance(error, VLLMClientError) else "; if it looks like a bug, report the traceback above"),
+            highlight=False,
+        )
+    return typer.Exit(int(code))
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:

@@ -10,13 +10,14 @@ import typer
 
 from ..exceptions import OutputError, VLLMClientError
 from ._app import _fail, app, err
+from .exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from ..eval import EvalResult
 
 EVAL_EXIT_HELP = (
-    "Exit codes: 0 scored; 1 strict micro F1 below --min-f1; 2 usage or input error (bad JSONL, duplicate ids, "
-    "gold span not matching its text, bad --map)."
+    "Exit codes (of the table in `vllm-extract --help`): 0 scored; 1 strict micro F1 below --min-f1; "
+    "2 usage or input error (bad JSONL, duplicate ids, gold span not matching its text, bad --map)."
 )
 
 gold_app = typer.Typer(help="Build gold files (hand-labelled spans) for `vllm-extract eval`.", no_args_is_help=True)
@@ -76,7 +77,7 @@ def eval_command(
         _print_result(result)
     if min_f1 is not None and result.strict_f1 < min_f1:
         err.print(f"strict micro F1 {result.strict_f1:.4f} is below --min-f1 {min_f1}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.DOCUMENT_ERRORS)  # the result falls short: code 1 of the table
 
 
 def _print_result(result: EvalResult) -> None:

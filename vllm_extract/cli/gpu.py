@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from ..exceptions import VLLMClientError
-from ._app import EXIT_OK, _fail, app
+from ._app import _fail, app
+from .exit_codes import ExitCode
 
 
 @app.command("gpu-status")
@@ -45,7 +46,7 @@ def gpu_status(
                 time.sleep(max(watch, 0.2))
                 live.update(render_gpu_table(monitor.get_all_stats()))
     except KeyboardInterrupt:
-        raise typer.Exit(EXIT_OK) from None
+        raise typer.Exit(ExitCode.OK) from None
     except VLLMClientError as exc:
         if as_json:
             _print_json({"gpus": [], "error": {"kind": type(exc).__name__, "message": str(exc)}})

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..exceptions import VLLMClientError
-from ._app import EXIT_OK, _fail, _setup_logging, app, err
+from ..exceptions import MergeError, VLLMClientError
+from ._app import _fail, _setup_logging, app, err
+from .exit_codes import ExitCode
 
 
 @app.command()
@@ -20,12 +21,11 @@ def merge(
 ) -> None:
     """Merge shard outputs into one file in input order, after checking they add up to one run.
 
-    Every shard 0..N-1 must be given once and finished (its OUT.shard.json manifest), all from one run (fingerprint) over the same inputs, every input exactly once. Otherwise nothing is written, each missing or duplicated document and each missing shard is named, and the exit code is 1.
+    Every shard 0..N-1 must be given once and finished (its OUT.shard.json manifest), all from one run (fingerprint) over the same inputs, every input exactly once. Otherwise nothing is written, each missing or duplicated document and each missing shard is named, and the exit code is 5.
 
     Example: vllm-extract merge out-*.jsonl --out out.jsonl
     """  # noqa: E501 - one paragraph per line: Typer rewraps help text
     _setup_logging(False, False)
-    from ..output.merge import MergeError
     from ..run.merge import merge_shards
 
     try:
@@ -41,4 +41,4 @@ def merge(
         f"of {result.inputs_total} inputs into {result.out}",
         highlight=False,
     )
-    raise typer.Exit(EXIT_OK)
+    raise typer.Exit(ExitCode.OK)

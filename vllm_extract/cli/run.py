@@ -19,10 +19,6 @@ from ..output.shards import parse_shard
 from ..run.runner import RunOptions, check_run_paths, run_job
 from ._app import (
     EXIT_CODES_HELP,
-    EXIT_DOC_ERRORS,
-    EXIT_OK,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     ChunkOpt,
     ConfigOpt,
     DecodingOpt,
@@ -45,6 +41,7 @@ from ._app import (
     err,
 )
 from .display import RunDisplay
+from .exit_codes import ExitCode, for_outcome
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -189,12 +186,12 @@ def run(
         raise _fail(exc) from None
     if received:
         err.print(f"interrupted: finished work is in {out}; rerun with --resume to continue", highlight=False)
-        raise typer.Exit(EXIT_SIGINT if received[0] == signal.SIGINT else EXIT_SIGTERM)
-    raise typer.Exit(result.exit_code)
+        raise typer.Exit(ExitCode.SIGINT if received[0] == signal.SIGINT else ExitCode.SIGTERM)
+    raise typer.Exit(for_outcome(result.outcome))
 
 
 class _stop_on_signals:
-    """First SIGINT/SIGTERM: stop after the window in flight. Second: stop now."""
+    """First SIGINT/SIGTERM: stop the feed and finish the documents in flight. Second: stop now."""
 
     def __init__(self, stop: threading.Event, received: list[int]) -> None:
         self.stop = stop
@@ -210,8 +207,8 @@ class _stop_on_signals:
     def _handle(self, signum: int, _frame: Any) -> None:
         self.received.append(signum)
         if self.stop.is_set():
-            code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
-            err.print("second signal: stopping now (finished windows are saved)")
+            code = ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
+            err.print("second signal: stopping now (documents already written are kept)")
             raise SystemExit(code)
         self.stop.set()
         err.print("stop requested: finishing the batch in flight, then exiting (signal again to stop now)")
@@ -275,4 +272,4 @@ def plan(
         )
         for bad in result.bad_inputs:
             out.print(f"[red]bad[/] {bad['id']}: {bad['kind']}: {bad['message']}", highlight=False)
-    raise typer.Exit(EXIT_DOC_ERRORS if result.bad_inputs else EXIT_OK)
+    raise typer.Exit(ExitCode.DOCUMENT_ERRORS if result.bad_inputs else ExitCode.OK)

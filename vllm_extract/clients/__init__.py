@@ -1,4 +1,5 @@
-"""Clients that generate: in-process vLLM (direct) and OpenAI-compatible servers (HTTP)."""
+"""Clients that generate: an engine process here (direct), engine replicas on Ray, OpenAI-compatible
+servers (HTTP); `factory` opens them (the one path)."""
 
 from .base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 

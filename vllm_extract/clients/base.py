@@ -54,10 +54,15 @@ ModelResolver = Callable[[str], ResolvedModelLike]
 
 
 class VLLMClientType(enum.Enum):
-    """Which transport a client uses."""
+    """Which transport a client uses: the run report's ``backend`` and the panel show the value.
+
+    ``DIRECT_API``: an engine process on this machine; ``RAY``: engine replicas on a Ray cluster
+    (the same engine loop); both take the prompts' token ids. ``HTTP_API``: OpenAI-compatible
+    servers."""
 
     DIRECT_API = "direct"
     HTTP_API = "http"
+    RAY = "ray"
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,10 @@ class VLLMRequest:
     Output constraints go through vLLM structured outputs: ``grammar`` (a Lark grammar run by
     llguidance; grounded decoding) when set, else ``json_schema``. A server that refuses grammars
     gets ``json_schema`` instead. ``prompt_token_ids``, when the caller already rendered and
-    tokenized the chat (the pipeline does, to count exactly), is what the direct client sends; the
-    HTTP client sends ``messages``.
+    tokenized the chat (the pipeline does, to count exactly), is what the engine clients (direct,
+    Ray) send; the HTTP client sends it too, to ``/v1/completions``, and sends ``messages`` to
+    ``/v1/chat/completions`` only when it has no token ids (no local tokenizer: the plan then leaves
+    them out).
 
     ``retry_max_tokens``: an answer cut at ``max_tokens`` is asked again once with this budget
     (``followups``). ``followup``: further passes (``FollowUp``).
@@ -214,7 +221,8 @@ class ClientStats:
 
 
 class VLLMClientInterface(abc.ABC):
-    """The interface shared by DirectVLLMClient and HTTPVLLMClient."""
+    """The interface every client implements: ``DirectVLLMClient`` (an engine process on this
+    machine), ``RayVLLMClient`` (engine replicas on Ray) and ``HTTPVLLMClient`` (servers)."""
 
     client_type: VLLMClientType
 

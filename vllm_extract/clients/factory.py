@@ -1,22 +1,33 @@
-"""Choosing and connecting a client: the in-process engine first, an HTTP server as fallback.
+"""Opening a client, the one path: the in-process engine first, an HTTP server as fallback.
 
-``VLLMClientFactory.create_client`` returns a *connected* client. With the direct client preferred
-and fallback enabled, a failure to load vLLM or the model (vLLM missing, model broken, not enough
-memory) is logged with its reason and the HTTP client is tried against the configured servers.
-When nothing works, ``ConnectionError`` names every cause.
+``open_client(backend, config, direct=...)`` holds the one fallback rule; ``run.runner.open_run``
+(what ``vllm-extract run`` uses) and the public ``get_client_for_entity_extraction`` and
+``VLLMClientFactory.create_client`` go through it. For ``auto``: a failure to open the direct
+client (vLLM missing, model broken, GPU pre-flight refused, not enough memory) is logged with its
+reason and the HTTP client is tried against the configured servers. With no server configured a
+``ConfigurationError`` or ``GPUMonitorError`` is raised as is (the user's to fix; exit 2 or 3),
+anything else as a ``ConnectionError`` naming it; when the servers fail too, a
+``ConnectionError`` names both causes (a ``ConfigurationError`` of the server side, such as a
+model it does not serve, is raised as is). The caller names the errors that are no fallback case
+(``no_fallback``: budgets that fit no server either, a refused resume). Ray replicas are opened by
+``create_ray_client`` (``--engine ray`` is a choice of engine, not a fallback).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config import VLLMConfig
-from ..exceptions import ConfigurationError, ConnectionError
-from .base import VLLMClientInterface, VLLMClientType
+from ..exceptions import ConfigurationError, ConnectionError, GPUMonitorError
+from .base import ModelResolver, VLLMClientInterface, VLLMClientType
 
-__all__ = ["BACKENDS", "VLLMClientFactory", "get_client_for_entity_extraction"]
+if TYPE_CHECKING:
+    from .ray import RayOptions
+
+__all__ = ["BACKENDS", "VLLMClientFactory", "get_client_for_entity_extraction", "open_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,28 +94,82 @@ class VLLMClientFactory:
                     base_url=urls[0] if urls else None,
                 ) from exc
 
-        try:
-            return await factory.create_direct_client(config, **direct_kwargs)
-        except Exception as exc:  # noqa: BLE001 - ImportError, ModelNotLoadedError, GPUMemoryError, anything else
-            direct_error: Exception = exc
-            direct_reason = _reason(exc)
-        if not enable_fallback or not urls:
-            if isinstance(direct_error, ConfigurationError):
-                raise direct_error  # a wrong model name or setting is the user's to fix, not a fallback case
-            why = "fallback to HTTP is disabled" if not enable_fallback else "no server URL is configured"
-            raise ConnectionError(
-                f"No vLLM client available: direct: {direct_reason} ({why})",
-                hint=_SERVER_HINT,
-            ) from direct_error
-        logger.warning("falling back to HTTP (%s): direct client unavailable: %s", urls[0], direct_reason)
-        try:
-            return await factory.create_http_client(config)
-        except Exception as exc:
-            raise ConnectionError(
-                f"No vLLM client available: direct: {direct_reason}; http: {_reason(exc)}",
-                base_url=urls[0],
-                hint="fix one of the two causes above",
-            ) from exc
+        return await open_client(
+            "auto",
+            config,
+            direct=lambda: factory.create_direct_client(config, **direct_kwargs),
+            enable_fallback=enable_fallback,
+        )
+
+    @staticmethod
+    async def create_ray_client(
+        config: VLLMConfig,
+        *,
+        model: str,
+        max_model_len: int | None,
+        options: RayOptions,
+        resolve: ModelResolver,
+    ) -> VLLMClientInterface:
+        """A connected ``RayVLLMClient`` (engine replicas on a Ray cluster; see ``clients.ray``).
+        Raises ``ConfigurationError`` (Ray missing) and what its ``connect()`` raises."""
+        from .ray import RayVLLMClient
+
+        return await _connected(
+            RayVLLMClient(config, model=model, max_model_len=max_model_len, options=options, resolve=resolve)
+        )
+
+
+async def open_client(
+    backend: str,
+    config: VLLMConfig,
+    *,
+    direct: Callable[[], Awaitable[VLLMClientInterface]] | None = None,
+    enable_fallback: bool = True,
+    no_fallback: tuple[type[BaseException], ...] = (),
+) -> VLLMClientInterface:
+    """A connected client for ``backend``: ``auto`` (direct, then HTTP; see the module for the
+    rule), ``direct`` or ``http``.
+
+    ``direct`` opens the direct client (default: ``create_direct_client(config)``); the run layer
+    passes one that resolves the model, plans and runs the GPU pre-flight first, so a failure there
+    falls back too. Errors of a ``no_fallback`` class are raised as they are. Raises
+    ``ConfigurationError`` for an unknown backend; ``direct`` and ``http`` raise their client's own
+    error (``ModelNotLoadedError``, ``GPUMemoryError``, ``ConnectionError``, ``ConfigurationError``).
+    """
+    if backend not in BACKENDS:
+        raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    open_direct = direct or (lambda: VLLMClientFactory.create_direct_client(config))
+    if backend == "http":
+        return await VLLMClientFactory.create_http_client(config)
+    if backend == "direct":
+        return await open_direct()
+    urls = config.server_urls()
+    try:
+        return await open_direct()
+    except no_fallback:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ImportError, ModelNotLoadedError, GPUMemoryError, anything else
+        direct_error: Exception = exc
+        direct_reason = _reason(exc)
+    if not enable_fallback or not urls:
+        if isinstance(direct_error, ConfigurationError | GPUMonitorError):
+            raise direct_error  # a wrong setting or a busy GPU is the user's to fix, not a fallback case
+        why = "fallback to HTTP is disabled" if not enable_fallback else "no server URL is configured"
+        raise ConnectionError(
+            f"No vLLM client available: direct: {direct_reason} ({why})",
+            hint=_SERVER_HINT,
+        ) from direct_error
+    logger.warning("falling back to HTTP (%s): direct client unavailable: %s", urls[0], direct_reason)
+    try:
+        return await VLLMClientFactory.create_http_client(config)
+    except ConfigurationError:
+        raise  # the server answered: it serves another model, or a setting is wrong
+    except Exception as exc:
+        raise ConnectionError(
+            f"No vLLM client available: direct: {direct_reason}; http: {_reason(exc)}",
+            base_url=urls[0],
+            hint="fix one of the two causes above",
+        ) from exc
 
 
 async def _connected(client: VLLMClientInterface) -> VLLMClientInterface:
@@ -122,14 +187,12 @@ async def get_client_for_entity_extraction(
 ) -> VLLMClientInterface:
     """A connected client for extraction: ``auto`` (direct, then HTTP), ``direct`` or ``http``.
 
-    ``direct_kwargs`` (``preflight``, ``wait_for_gpu``) go to ``DirectVLLMClient``. ``direct`` and
+    ``direct_kwargs`` (``model_path``, ``max_model_len``) go to ``DirectVLLMClient``; the GPU
+    pre-flight is not run here (``run.runner.open_run`` runs it before loading). ``direct`` and
     ``http`` raise their client's own error (ModelNotLoadedError, GPUMemoryError, ConnectionError,
     ConfigurationError), so its details survive.
     """
-    if backend == "auto":
-        return await VLLMClientFactory.create_client(VLLMClientType.DIRECT_API, True, config, **direct_kwargs)
-    if backend == "direct":
-        return await VLLMClientFactory.create_direct_client(config, **direct_kwargs)
-    if backend == "http":
-        return await VLLMClientFactory.create_http_client(config)
-    raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    config = config or VLLMConfig()
+    return await open_client(
+        backend, config, direct=lambda: VLLMClientFactory.create_direct_client(config, **direct_kwargs)
+    )

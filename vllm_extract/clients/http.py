@@ -14,8 +14,8 @@ Grounded decoding sends the request's Lark grammar as ``structured_outputs.gramm
 ``auto`` backend runs it on llguidance). A server that refuses grammars is sent the JSON schema
 instead for the rest of the run, with one warning naming the server.
 
-``RemoteTokenizer`` counts tokens with the server's ``/tokenize`` endpoint, so counts are exact
-even when the model's files are not on this machine.
+``RemoteTokenizer`` (``remote_tokenizer.py``) counts tokens with the server's ``/tokenize``
+endpoint, so counts are exact even when the model's files are not on this machine.
 
 ``httpx`` is imported where it is used, not with this module: it imports rich (for its own CLI)
 when rich is installed, and ``import vllm_extract`` loads neither rich nor Typer.
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..config import VLLMConfig
-from ..exceptions import ConfigurationError, ConnectionError, GenerationError
-from ..extract.tokens import EstimateTokenizer, Tokenizer
+from ..exceptions import ConfigurationError, ConnectionError
+from ..extract.tokens import Tokenizer
 from .base import (
     VLLMClientInterface,
     VLLMClientType,
@@ -44,17 +44,16 @@ from .base import (
     VLLMResponse,
     enforce_sampling,
 )
+from .remote_tokenizer import CONNECT_TIMEOUT, RemoteTokenizer, describe_error, error_text
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HTTPVLLMClient", "RemoteTokenizer"]
+__all__ = ["HTTPVLLMClient"]
 
 logger = logging.getLogger(__name__)
 
-Messages = list[dict[str, str]]
 
-_CONNECT_TIMEOUT = 10.0
 # A 400 answer naming one of these means the server cannot run the request's grammar.
 _GRAMMAR_REFUSED = re.compile(r"grammar|structured.?output|guidance|lark|guided", re.IGNORECASE)
 _OVERFLOW = re.compile(
@@ -89,20 +88,6 @@ class _AttemptError(Exception):
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port
-
-
-def _error_text(response: httpx.Response) -> str:
-    """The server's error message (vLLM / OpenAI JSON shapes), else the start of the body."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500].strip()
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict) and err.get("message"):
-        return str(err["message"])
-    if isinstance(data, dict) and (text := err or data.get("message") or data.get("detail")):
-        return str(text)
-    return str(data)[:500]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -147,90 +132,6 @@ def _choose_model(config: VLLMConfig, entries: list[dict[str, Any]], url: str) -
     return chosen, int(length) if isinstance(length, int) and length > 0 else None
 
 
-class RemoteTokenizer:
-    """Exact token counts from a vLLM server's ``/tokenize`` endpoint (synchronous ``httpx.Client``).
-
-    ``offsets`` delegates to ``EstimateTokenizer`` (chunk cut points only); ``encode_chat`` is
-    exact: the server applies the model's chat template. When the server has no ``/tokenize``
-    (404) the tokenizer switches to an estimate, logs a warning and sets ``exact = False``.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.exact = True
-        self.name = f"remote /tokenize ({model} at {self.base_url})"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
-            transport=transport,
-        )
-        self._estimate = EstimateTokenizer()
-        self._fallback = False
-
-    def _tokenize(self, body: dict[str, Any]) -> list[int] | None:
-        """Token ids from the server, or None once it turned out to have no /tokenize."""
-        import httpx
-
-        if self._fallback:
-            return None
-        try:
-            response = self._client.post("/tokenize", json={"model": self.model, **body})
-        except httpx.HTTPError as exc:
-            raise ConnectionError(
-                f"cannot reach {self.base_url}/tokenize: {_describe(exc)}",
-                base_url=self.base_url,
-                hint="check that the vLLM server is running",
-            ) from exc
-        if response.status_code in (404, 405) and "model" not in response.text.lower():
-            logger.warning("%s has no /tokenize endpoint: token counts are estimates", self.base_url)
-            self._fallback = True
-            self.exact = False
-            self.name = self._estimate.name
-            return None
-        if response.status_code != 200:
-            raise GenerationError(
-                f"/tokenize on {self.base_url} answered {response.status_code}: {_error_text(response)}",
-                status_code=response.status_code,
-                hint="check the model name and the server log",
-            )
-        return [int(t) for t in response.json()["tokens"]]
-
-    def probe(self) -> None:
-        """Tokenize a word once, so a missing /tokenize is found before any count is trusted."""
-        self.encode("probe")
-
-    def encode(self, text: str) -> list[int]:
-        tokens = self._tokenize({"prompt": text, "add_special_tokens": False})
-        return self._estimate.encode(text) if tokens is None else tokens
-
-    def encode_chat(self, messages: Messages) -> list[int]:
-        tokens = self._tokenize({"messages": messages, "add_generation_prompt": True})
-        return self._estimate.encode_chat(messages) if tokens is None else tokens
-
-    def render_chat(self, messages: Messages) -> str:
-        # Only counts matter to callers; the server renders the real template in encode_chat.
-        return self._estimate.render_chat(messages)
-
-    def offsets(self, text: str) -> list[tuple[int, int]]:
-        return self._estimate.offsets(text)
-
-    def close(self) -> None:
-        self._client.close()
-
-
 class HTTPVLLMClient(VLLMClientInterface):
     """A client for OpenAI-compatible vLLM servers (``vllm serve``)."""
 
@@ -268,7 +169,7 @@ class HTTPVLLMClient(VLLMClientInterface):
             n = self.config.concurrency
             timeout = self.config.http_timeout
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
+                timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
                 limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
                 transport=self._transport,
                 follow_redirects=False,
@@ -287,7 +188,7 @@ class HTTPVLLMClient(VLLMClientInterface):
         except (ValueError, KeyError, TypeError):
             entries = None
         if entries is None:
-            why = f"/v1/models answered {models.status_code}: {_error_text(models)}"
+            why = f"/v1/models answered {models.status_code}: {error_text(models)}"
             raise _AttemptError(why, retry=False, kind="http")
         server.model, server.max_model_len = _choose_model(self.config, entries, server.url)
 
@@ -309,7 +210,7 @@ class HTTPVLLMClient(VLLMClientInterface):
                 self._mark_down(server, str(exc))
                 continue
             except (httpx.HTTPError, _AttemptError) as exc:
-                self._mark_down(server, _describe(exc))
+                self._mark_down(server, describe_error(exc))
                 continue
             if self.model_name is None:
                 self.model_name, self.server_max_model_len = server.model, server.max_model_len
@@ -447,20 +348,20 @@ class HTTPVLLMClient(VLLMClientInterface):
         try:
             http = await self._http().post(url, json=body, headers=self._headers(url))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            self._mark_down(server, _describe(exc))
-            raise _AttemptError(f"{server.url}: {_describe(exc)}", retry=True, kind="connection") from exc
+            self._mark_down(server, describe_error(exc))
+            raise _AttemptError(f"{server.url}: {describe_error(exc)}", retry=True, kind="connection") from exc
         except httpx.TransportError as exc:  # read timeout, dropped connection, protocol error
-            raise _AttemptError(f"{server.url}: {_describe(exc)}", retry=True, kind="transport") from exc
+            raise _AttemptError(f"{server.url}: {describe_error(exc)}", retry=True, kind="transport") from exc
         status = http.status_code
         if status == 429 or status >= 500:
             raise _AttemptError(
-                f"HTTP {status} from {server.url}: {_error_text(http)}",
+                f"HTTP {status} from {server.url}: {error_text(http)}",
                 retry=True,
                 kind="http_retryable",
                 retry_after=_retry_after(http),
             )
         if status >= 400:
-            text = _error_text(http)
+            text = error_text(http)
             kind = "http_4xx"
             if status == 400 and _OVERFLOW.search(text):
                 kind = "context_overflow"
@@ -518,20 +419,6 @@ class HTTPVLLMClient(VLLMClientInterface):
             self._tokenizer.close()
             self._tokenizer = None
         await super().close()
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a failed request or probe (the class name when the text is empty)."""
-    import httpx
-
-    text, name = str(exc).strip() or type(exc).__name__, type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({name})"
-    if isinstance(exc, httpx.ConnectError):
-        return f"connection refused or unreachable ({text})"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return f"connection dropped ({text})"
-    return text if text == name else f"{text} ({name})"
 
 
 def _count(value: Any) -> int:

@@ -115,7 +115,7 @@ class RayVLLMClient(VLLMClientInterface):
     (``tensor_parallel_size`` GPUs per replica; ``data_parallel_size`` is not passed to vLLM).
     """
 
-    client_type = VLLMClientType.DIRECT_API  # the in-process engine, in replicas: token-id prompts
+    client_type = VLLMClientType.RAY  # the in-process engine, in replicas: token-id prompts
 
     def __init__(
         self,

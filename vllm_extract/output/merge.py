@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import orjson
 
-from ..exceptions import OutputError, RecordError, VLLMClientError
+from ..exceptions import MergeError, OutputError, RecordError
 from .files import manifest_path
 from .jsonl import read_lines
 from .records import Record, parse_record
@@ -45,25 +45,12 @@ from .resume import read_run_settings, write_run_settings
 from .shards import read_manifest, shard_of
 from .writer import OutputWriter
 
-__all__ = ["MergeError", "MergeResult", "MissingNamer", "merge_shard_files"]
+__all__ = ["MergeResult", "MissingNamer", "merge_shard_files"]
 
 logger = logging.getLogger(__name__)
 
 NAMED_AT_MOST = 20  # problems list at most this many documents each, then a count
 _WRITE_BATCH = 1000
-
-
-class MergeError(VLLMClientError):
-    """The shard outputs do not add up to one complete run; ``problems`` lists why (exit 1)."""
-
-    exit_code = 1
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(
-            f"cannot merge: {len(problems)} problem(s) found; nothing was written",
-            hint="fix or rerun the shards named above, then merge again",
-        )
-        self.problems = problems
 
 
 MissingNamer = Callable[[list[dict[str, Any]], set[int]], dict[int, str] | None]
@@ -176,7 +163,7 @@ def merge_shard_files(
     (source:line)"}``), or returns None when it cannot; without it they are named by position.
 
     The paths are checked first by the caller (``run.merge.merge_shards``: every shard output is a
-    file and ``out`` is none of them). Raises ``MergeError`` (exit 1) listing every problem found,
+    file and ``out`` is none of them). Raises ``MergeError`` listing every problem found,
     before writing anything; ``OutputError`` (exit 2) when ``out`` exists and ``overwrite`` is
     false; ``LockHeldError`` (exit 4) when another run writes ``out``.
     """

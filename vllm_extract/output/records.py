@@ -54,7 +54,9 @@ __all__ = [
     "Status",
     "UnencodableRecordError",
     "Usage",
+    "error_kinds_markdown",
     "parse_record",
+    "record_fields_markdown",
     "record_json_schema",
     "records_markdown",
     "render_record_schema",
@@ -163,8 +165,10 @@ class ErrorInfo(_Model):
 class Usage(_Model):
     """Tokens this document's requests took (retries included)."""
 
-    prompt_tokens: NonNegativeInt = Field(description="Prompt tokens sent, over all chunks.")
-    completion_tokens: NonNegativeInt = Field(description="Completion tokens generated, over all chunks.")
+    prompt_tokens: NonNegativeInt = Field(description="Prompt tokens sent, over all chunks, retries and passes.")
+    completion_tokens: NonNegativeInt = Field(
+        description="Completion tokens generated, over all chunks, retries and passes."
+    )
 
 
 class EntityRecord(_Model):
@@ -200,7 +204,11 @@ class Record(_Model):
         description="The document's id: the JSONL id field (a number exactly as written, "
         "`18446744073709551616` or `2.50`), else `SOURCE:LINE`; a file's path."
     )
-    index: NonNegativeInt = Field(description="0-based position in the input; line N of the output holds index N-1.")
+    index: NonNegativeInt = Field(
+        description="0-based position in the input. Records are in input order: in a whole run's (or a "
+        "merged) output line N holds index N-1; a shard output holds its shard's documents and an "
+        "`--errors` file the failed ones, so there indexes skip."
+    )
     source: str = Field(description="The file it came from (`<stdin>` for standard input).")
     line: PositiveInt | SkipJsonSchema[None] = Field(
         default=None, description="1-based line in `source`, for a JSONL document."
@@ -239,7 +247,11 @@ class Record(_Model):
     chunks: NonNegativeInt | SkipJsonSchema[None] = Field(
         default=None, description="Chunks the document was split into (requests sent, retries aside)."
     )
-    usage: Usage | SkipJsonSchema[None] = Field(default=None, description="Tokens this document's requests took.")
+    usage: Usage | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Tokens this document's requests took: every chunk, the retry of a cut answer and "
+        "every further pass included (a request that failed outright counts nothing).",
+    )
     ungrounded: NonNegativeInt | SkipJsonSchema[None] = Field(
         default=None, description="Entities the model listed that are nowhere in their chunk (dropped unless kept)."
     )
@@ -251,7 +263,8 @@ class Record(_Model):
     )
     metadata: dict[str, Any] | SkipJsonSchema[None] = Field(
         default=None,
-        description="The JSONL line's other fields, or a file's facts (`file_size`, `modified`, `title`, ...).",
+        description="The JSONL line's other fields, or a file's facts (`file_size`, `modified`, `title`, ...). "
+        "Integers beyond 64 bits come back as floats (orjson's rule): quote them to keep every digit.",
     )
     text: str | SkipJsonSchema[None] = Field(
         default=None,
@@ -418,8 +431,8 @@ def render_record_schema() -> bytes:
     return orjson.dumps(record_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def records_markdown() -> str:
-    """The README's record section body: a table of fields and a table of error kinds."""
+def record_fields_markdown() -> str:
+    """The README's table of record fields (``| Field | Type | Present | Meaning |``), newline-ended."""
     rows = ["| Field | Type | Present | Meaning |", "| --- | --- | --- | --- |"]
     properties = record_json_schema()["properties"]
     required = set(Record.model_json_schema()["required"])
@@ -433,9 +446,19 @@ def records_markdown() -> str:
         for name, field in model.model_fields.items():
             when = "always" if name in sub.get("required", ()) else "optional"
             rows.append(f"| `{prefix}.{name}` | {_type_name(sub['properties'][name])} | {when} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def error_kinds_markdown() -> str:
+    """The README's table of error kinds (``| `error.kind` | Arises in | Meaning |``), newline-ended."""
     kinds = ["| `error.kind` | Arises in | Meaning |", "| --- | --- | --- |"]
     kinds += [f"| `{k.value}` | {ERROR_KIND_DOCS[k][0]} | {ERROR_KIND_DOCS[k][1]} |" for k in ErrorKind]
-    return "\n".join(rows) + "\n\n" + "\n".join(kinds) + "\n"
+    return "\n".join(kinds) + "\n"
+
+
+def records_markdown() -> str:
+    """The README's record section body: the table of fields, a blank line, the table of error kinds."""
+    return record_fields_markdown() + "\n" + error_kinds_markdown()
 
 
 def _type_name(prop: dict[str, Any]) -> str:

@@ -44,8 +44,11 @@ class PlanResult:
 def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | None = None) -> PlanResult:
     """Read inputs and count tokens with the model's tokenizer (no engine): chunks, tokens, bad inputs.
 
-    Raises ``ConfigurationError`` (unknown model, budgets that leave no room for text) before
-    reading any input.
+    A model that cannot be resolved here (a missing folder, a folder without ``config.json``, a name
+    not in the Hugging Face cache: a server may still know it) is no error: the counts are then
+    estimates (``exact_tokens`` False, ``tokenizer`` says which). Raises ``BudgetError`` (budgets
+    that leave no room for text) and ``ModelPreparationError`` (the tiny model cannot be prepared)
+    before reading any input.
     """
     plan = plan_for_local_model(settings, resolve_model(settings.vllm.model, required=False))
     pipeline = ExtractionPipeline(None, plan)

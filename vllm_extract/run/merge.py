@@ -30,7 +30,7 @@ def merge_shards(paths: Sequence[Path | str], out: Path | str, *, overwrite: boo
     """Check shard outputs and write them to ``out`` in input order (``output.merge``); missing
     documents are named by id when the inputs can be read here.
 
-    Raises ``MergeError`` (exit 1) listing every problem found, before writing anything;
+    Raises ``MergeError`` listing every problem found, before writing anything;
     ``OutputError`` (exit 2) when an input file is missing, ``out`` is one of the inputs, or ``out``
     exists and ``overwrite`` is false; ``LockHeldError`` (exit 4) when another run writes ``out``.
     """

@@ -227,7 +227,7 @@ def plan_for_client(settings: Settings, client: VLLMClientInterface, model: Reso
     # Token ids whenever this process has the model's own tokenizer: the in-process engine takes
     # them, and a server takes them on /v1/completions (a remote /tokenize cannot encode text as
     # data, so without a local tokenizer a server gets chat messages).
-    direct = client.client_type is VLLMClientType.DIRECT_API
+    direct = client.client_type is not VLLMClientType.HTTP_API  # an engine of ours (direct, Ray)
     token_ids = direct or isinstance(tokenizer, HFTokenizer)
     return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids)
 

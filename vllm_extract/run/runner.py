@@ -13,20 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from ..clients.base import VLLMClientInterface
-from ..clients.factory import BACKENDS, VLLMClientFactory
+from ..clients.base import VLLMClientInterface, VLLMClientType
+from ..clients.factory import BACKENDS, VLLMClientFactory, open_client
 from ..config import Settings
 from ..events import MemorySample, Subscriber
-from ..exceptions import (
-    BudgetError,
-    ConfigurationError,
-    ConnectionError,
-    GPUMonitorError,
-    OutputError,
-)
+from ..exceptions import BudgetError, ConfigurationError, OutputError
 from ..output import OutputWriter, ResumeGuard, ReuseIndex
 from ..output.files import lock_path, manifest_path, run_settings_path
 from ..output.records import text_sha256
@@ -37,6 +32,7 @@ from ..readers import BadInput, Document, InputItem, count_documents
 from .paths import check_written_paths
 from .pipeline import ExtractionPipeline
 from .plan import (
+    ResolvedModel,
     RunPlan,
     batching_parts,
     fingerprint_parts,
@@ -49,7 +45,7 @@ from .report import build_report
 from .shards import ShardFilter, shard_manifest
 from .summary import RunSummary
 
-__all__ = ["RunOptions", "RunResult", "check_run_paths", "open_run", "run_job"]
+__all__ = ["RunOptions", "RunOutcome", "RunResult", "check_run_paths", "open_run", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +89,22 @@ class RunOptions:
     texts_dir: Path | None = None
 
 
+class RunOutcome(StrEnum):
+    """How a run that returned ended. The CLI maps each to its exit code (``cli/exit_codes.py``)."""
+
+    OK = "ok"  # every record in the output is ok
+    DOCUMENT_ERRORS = "document_errors"  # the output holds error records (kept ones of a resume too)
+    STOPPED = "stopped"  # the engine restart bound was spent: ``summary.stopped`` says why; --resume
+
+
 @dataclass
 class RunResult:
-    """What ``run_job`` returns: the summary, the client's counters, the exit code (0 every
-    document ok, 1 some failed) and the report (also written to ``report_path``)."""
+    """What ``run_job`` returns: the summary, the client's counters, the outcome and the report
+    (also written to ``report_path``)."""
 
     summary: RunSummary
     stats: dict[str, Any]
-    exit_code: int
+    outcome: RunOutcome
     report: dict[str, Any]
 
 
@@ -112,63 +116,50 @@ async def open_run(
     ``on_plan`` is called with the plan as soon as it exists: for a local model before the engine
     loads (a resume that would mix runs is refused there), for a server once it answered.
     ``auto`` tries the in-process engine and falls back to the configured servers (logging why)
-    when the model cannot be resolved or loaded, vLLM is missing, or the pre-flight fails. Raises
+    when the model cannot be resolved or loaded, vLLM is missing, or the pre-flight fails: the
+    factory's one rule (``clients.factory.open_client``); Ray replicas are opened by the factory
+    too (``create_ray_client``). Raises
     what the chosen path raises (``ConfigurationError``, ``GPUMemoryError``,
     ``ModelNotLoadedError``, ``ConnectionError``) and what ``on_plan`` raises.
     """
     notify = on_plan or (lambda plan: None)
-
-    async def over_http() -> tuple[RunPlan, VLLMClientInterface]:
-        client = await VLLMClientFactory.create_http_client(settings.vllm)
-        try:
-            plan = plan_for_client(settings, client)
-            notify(plan)
-        except BaseException:
-            await client.close()
-            raise
-        return plan, client
-
-    backend = options.backend
-    if backend not in BACKENDS:
-        raise ConfigurationError(f"unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+    if options.backend not in BACKENDS:
+        raise ConfigurationError(f"unknown backend {options.backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
     if _uses_ray(settings, options):
         return await _open_ray_run(settings, options, notify)
-    if backend == "http":
-        return await over_http()
-    servers = settings.vllm.server_urls()
-    try:
+    planned: list[tuple[RunPlan | None, ResolvedModel]] = []
+
+    async def open_direct() -> VLLMClientInterface:
         model = resolve_model(settings.vllm.model)
         plan = plan_for_local_model(settings, model) if model.local else None
+        planned.append((plan, model))
         if plan is not None:
             notify(plan)
         if not options.skip_gpu_check:
             from ..clients.engine_loop import platform_is_cpu
             from ..engine.gpu.preflight import preflight
 
-            engine = (plan.settings if plan else settings).vllm
-            preflight(engine, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
+            preflight(
+                (plan.settings if plan else settings).vllm, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu
+            )
         context = plan.max_model_len if plan else settings.vllm.max_model_len
         config = plan.vllm if plan else settings.vllm
-        client = await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
-    except (BudgetError, OutputError):
-        raise  # the same budgets would not fit a server either; a refused resume is refused
-    except Exception as exc:
-        if backend == "direct" or not servers:
-            if backend == "auto" and not isinstance(exc, ConfigurationError | GPUMonitorError):
-                raise ConnectionError(
-                    f"No vLLM client available: direct: {exc} (no server URL is configured)",
-                    hint="start a server with `vllm serve MODEL` and pass --server URL to fall back to HTTP",
-                ) from exc
-            raise
-        logger.warning("falling back to HTTP (%s): direct client unavailable: %s", servers[0], exc)
-        return await over_http()
-    if plan is None:  # a hub model vLLM downloaded: its tokenizer is the engine's
-        try:
-            plan = plan_for_client(settings, client, model)
-            notify(plan)
-        except BaseException:
-            await client.close()
-            raise
+        return await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
+
+    # The one fallback rule is the factory's; budgets that fit no server either and a refused
+    # resume are no fallback case.
+    client = await open_client(
+        options.backend, settings.vllm, direct=open_direct, no_fallback=(BudgetError, OutputError)
+    )
+    try:
+        local_plan, model = planned[-1] if client.client_type is not VLLMClientType.HTTP_API else (None, None)
+        if local_plan is not None:
+            return local_plan, client
+        plan = plan_for_client(settings, client, model)  # a server, or a hub model vLLM downloaded
+        notify(plan)
+    except BaseException:
+        await client.close()
+        raise
     return plan, client
 
 
@@ -205,7 +196,7 @@ async def _open_ray_run(
     what ``RayVLLMClient.connect`` raises."""
     import math
 
-    from ..clients.ray import RayOptions, RayVLLMClient, import_ray
+    from ..clients.ray import RayOptions, import_ray
 
     import_ray()  # fail before planning when the extra is missing
     if options.backend == "http":
@@ -234,11 +225,10 @@ async def _open_ray_run(
             checked = dataclasses.replace(config, tensor_parallel_size=1, data_parallel_size=gpus)
         preflight(checked, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu)
     context = plan.max_model_len if plan else settings.vllm.max_model_len
-    client = RayVLLMClient(
+    client = await VLLMClientFactory.create_ray_client(
         config, model=settings.vllm.model, max_model_len=context, options=ray_options, resolve=resolve_model
     )
     try:
-        await client.connect()
         if plan is None:  # the driver has no model files: the replicas' tokenizer counts
             plan = plan_for_client(settings, client, model)
             notify(plan)
@@ -338,11 +328,14 @@ async def run_job(
         if sharded is not None and sharded.exhausted and not summary.interrupted and summary.stopped is None:
             manifest = write_manifest(out, shard_manifest(sharded, plan, settings, inputs))
     # Every error record in the file counts, the kept ones of a resumed run too.
-    exit_code = 75 if summary.stopped is not None else 1 if writer.errors_in_file else 0
+    if summary.stopped is not None:
+        outcome = RunOutcome.STOPPED
+    else:
+        outcome = RunOutcome.DOCUMENT_ERRORS if writer.errors_in_file else RunOutcome.OK
     report = build_report(
         summary, stats, plan, inputs, out, started, active, resumed=options.resume, engine_log=options.engine_log
     )
-    report["engine"] = "ray" if "ray" in stats else "vllm"
+    report["engine"] = "ray" if active.client_type is VLLMClientType.RAY else "vllm"
     if sharded is not None:
         report["shard"] = sharded.shard.as_dict() | {
             "inputs_total": sharded.total if sharded.exhausted else None,
@@ -352,7 +345,7 @@ async def run_job(
         write_report(options.report_path, report)
     if options.metrics_path:
         write_metrics(options.metrics_path, report)
-    return RunResult(summary, stats, exit_code, report)
+    return RunResult(summary, stats, outcome, report)
 
 
 def _make_texts_dir(path: Path) -> None:
