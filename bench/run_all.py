@@ -165,6 +165,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds in row 1 (>= 3 feeds row 7)")
     parser.add_argument("--stream-docs", type=int, help="row 12: documents (default 200)")
     parser.add_argument("--stream-chunk-tokens", type=int, help="row 12: chunk size (default 600)")
+    parser.add_argument("--row12-repeats", type=int, default=2, help="row 12: passes of each design (the better kept)")
     parser.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight, rows 3-4")
     parser.add_argument("--rss-scale", type=int, help="row 6: the big corpus is this many times larger")
     parser.add_argument("--rss-max-tokens", type=int, default=16, help="row 6: completion budget")
