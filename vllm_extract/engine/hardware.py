@@ -666,6 +666,7 @@ def choose_step_budget(
     max_model_len: int,
     *,
     attention_width: int | None = None,
+    context_tokens: int | None = None,
     enable_chunked_prefill: bool = True,
     max_num_seqs: int = 256,
 ) -> StepBudget:
@@ -675,7 +676,8 @@ def choose_step_budget(
     else 300 s) are kept. CPU, model size known (``model_parameters``, in parameters):
 
     1. Worst seconds per token = ``estimate_step_seconds`` of 1 token with every token attending to
-       ``max_model_len`` earlier tokens (only when ``attention_width`` is given).
+       ``context_tokens`` earlier tokens (default ``max_model_len``: the longest context a request can
+       reach; only when ``attention_width`` is given).
     2. Budget = the most tokens whose step stays within timeout / ``STEP_SHARE_OF_TIMEOUT``, rounded down
        to a multiple of 128, at least the minimum, at most ``configured_max_num_batched_tokens``. The
        minimum is the largest of ``MIN_STEP_TOKENS`` (512), ``max_num_seqs`` (vLLM 0.32 refuses a budget
@@ -694,6 +696,7 @@ def choose_step_budget(
         ("configured_max_num_batched_tokens", configured_max_num_batched_tokens),
         ("max_model_len", max_model_len),
         ("max_num_seqs", max_num_seqs),
+        ("context_tokens", max_model_len if context_tokens is None else context_tokens),
     ):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
@@ -722,13 +725,14 @@ def choose_step_budget(
                 "kept (a slow CPU may exceed it)"
             ),
         )
+    context = min(max_model_len, max_model_len if context_tokens is None else context_tokens)
     per_token = estimate_step_seconds(
         facts,
         dtype,
         model_parameters,
         1,
         attention_width=attention_width,
-        context_tokens=max_model_len if attention_width else 0,
+        context_tokens=context if attention_width else 0,
     )
     minimum = max(MIN_STEP_TOKENS, max_num_seqs, 0 if enable_chunked_prefill else max_model_len)
     target = timeout / STEP_SHARE_OF_TIMEOUT
@@ -740,7 +744,7 @@ def choose_step_budget(
     basis = (
         f"{cores:g} compute core{'s' if cores != 1 else ''} x {floor / 1e9:.3g} GFLOP/s ({label}) "
         f"/ {BUSY_FACTOR:g} busy factor, {_short_count(model_parameters)} parameters"
-        + (f", attention over {max_model_len} tokens" if attention_width else "")
+        + (f", attention over {context} tokens" if attention_width else "")
     )
     changed = False
     note = ""
