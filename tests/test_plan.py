@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from vllm_extract.cli import app
 from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
-from vllm_extract.engine.hardware import MachineFacts, choose_dtype, read_machine_facts
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import MachineFacts, read_machine_facts
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS

@@ -16,15 +16,9 @@ from typing import Any
 
 from ..clients.base import VLLMClientInterface, VLLMClientType
 from ..config import VLLMConfig
-from ..engine.hardware import (
-    TIMEOUT_ENV,
-    MachineFacts,
-    choose_dtype,
-    choose_step_budget,
-    model_attention_width,
-    model_parameters,
-    read_machine_facts,
-)
+from ..engine.hardware import choose_dtype, choose_step_budget
+from ..engine.machine_facts import TIMEOUT_ENV, MachineFacts, read_machine_facts
+from ..engine.model_size import model_attention_width, model_parameters
 
 __all__ = ["EngineChoice", "choose_engine", "given_engine"]
 
@@ -88,7 +82,7 @@ def choose_engine(
     context_tokens: int | None = None,
 ) -> EngineChoice:
     """The dtype, step budget and timeout for an engine of ``config`` (budgets in force) on this
-    machine (``facts``, read when None: ``engine.hardware.read_machine_facts``), for the model in the
+    machine (``facts``, read when None: ``engine.machine_facts.read_machine_facts``), for the model in the
     local folder ``model_folder`` (None: not here, its size unknown).
 
     The dtype: ``config.dtype`` when set (an override), else bfloat16 on a CPU with native bf16,

@@ -25,7 +25,7 @@ import orjson
 from .._version import __version__
 from ..clients.base import VLLMClientInterface, VLLMClientType
 from ..config import ExtractionConfig, Settings, VLLMConfig
-from ..engine.hardware import MachineFacts
+from ..engine.machine_facts import MachineFacts
 from ..exceptions import ConfigurationError
 from ..extract.prompts import build_instructions, build_messages, build_schema
 from ..extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
