@@ -155,6 +155,26 @@ def test_the_ticker_prints_while_no_event_comes() -> None:
         assert quiet._ticker is None  # quiet mode: errors and the summary only
 
 
+def test_no_line_of_zeros_before_the_first_phase() -> None:
+    """Issue 19: under cron the first line said `documents 0 chunks 0 ... 0 tok/s` while the model
+    loaded. Before the first phase or the run starts, a due line is not printed; the first line is
+    the loading one."""
+    console, out = plain_console()
+    clock = FakeClock()
+    display = RunDisplay(console, log_interval=5, clock=clock, tick_seconds=None)
+    with display:
+        clock.now += 6
+        display.tick()
+        assert out.getvalue() == ""
+        display(EnginePhase("loading", detail="tiny"))
+        clock.now += 5
+        display.tick()
+    assert out.getvalue().splitlines() == [
+        "[00:00:06] loading the model tiny (00:00:00)",
+        "[00:00:11] loading the model tiny (00:00:05)",
+    ]
+
+
 def test_summary_shows_engine_occupancy_idle_share_and_restarts_only_when_some() -> None:
     engine = {"occupancy": 0.8333, "occupancy_all_steps": 0.7, "steps": 1234, "limited_steps": 3,
               "idle_share": 0.021, "engine_restarts": 1, "engine_pids": [11, 12]}  # fmt: skip

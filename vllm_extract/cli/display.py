@@ -245,9 +245,12 @@ class RunDisplay:
 
     def tick(self) -> None:
         """Print a plain status line if one is due (the ticker calls this; a line is due every
-        ``log_interval`` seconds, whether or not events arrived)."""
+        ``log_interval`` seconds, whether or not events arrived, once the first phase or the run has
+        started: before that a line would only say zeros)."""
         with self._lock:
             if self.live or self.quiet or self._t0 is None or self._clock() - self._last_log < self.log_interval:
+                return
+            if not self.phase and self.documents_total is None:
                 return
             self._last_log = self._clock()
             line = self.status_line()

@@ -132,11 +132,11 @@ async def open_run(
 
     async def open_direct() -> VLLMClientInterface:
         model = resolve_model(settings.vllm.model)
+        _announce_loading(options, model.name)  # the plan reads the model's tokenizer and config: part of loading
         plan = plan_for_local_model(settings, model) if model.local else None
         planned.append((plan, model))
         if plan is not None:
             notify(plan)
-        _announce_loading(options, model.name)
         if not options.skip_gpu_check:
             from ..clients.engine_loop import platform_is_cpu
             from ..engine.gpu.preflight import preflight
@@ -224,10 +224,10 @@ async def _open_ray_run(
     ray_options = RayOptions(address=options.ray_address, replicas=replicas, gpus_per_replica=options.gpus_per_replica)
     settings = Settings(dataclasses.replace(settings.vllm, data_parallel_size=replicas), settings.extraction)
     model = resolve_model(settings.vllm.model, required=False)
+    _announce_loading(options, settings.vllm.model)
     plan = plan_for_local_model(settings, model) if model.local else None
     if plan is not None:
         notify(plan)
-    _announce_loading(options, settings.vllm.model)
     config = plan.vllm if plan else choose_engine(settings.vllm, None).apply(settings.vllm)
     if not options.skip_gpu_check and options.ray_address is None:
         from ..clients.engine_loop import platform_is_cpu
