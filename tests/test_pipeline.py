@@ -106,7 +106,11 @@ def check_offsets(records: list[dict[str, Any]], texts: dict[str, str]) -> int:
 
 def test_examples_folder_one_line_per_document_in_order(direct_client, examples, tmp_path):
     out = tmp_path / "out.jsonl"
-    result = run([str(examples / "docs")], out, settings_for(direct_client, chunk_tokens=600), direct_client)
+    # The settings leave the dtype to the machine (no --dtype); the session's engine was built with this
+    # machine's automatic choice (conftest.engine_config), as a CLI run's plan builds its engine.
+    settings = settings_for(direct_client, chunk_tokens=600)
+    settings = Settings(dataclasses.replace(settings.vllm, dtype="auto"), settings.extraction)
+    result = run([str(examples / "docs")], out, settings, direct_client)
     records = read_records(out)
     docs = [d for d in iter_documents([str(examples / "docs")]) if hasattr(d, "text")]
     assert [r["id"] for r in records] == [d.id for d in docs]
