@@ -62,6 +62,7 @@ class Recorder(VLLMClientInterface):
         super().__init__(inner.config)
         self.inner = inner
         self.client_type = inner.client_type
+        self.engine_info = inner.engine_info  # the dtype and step budget the run reports
         self.responses: list[VLLMResponse] = []
         self.model_path = getattr(inner, "model_path", None)
 

@@ -30,6 +30,7 @@ class _Counting(VLLMClientInterface):
         super().__init__(inner.config)
         self.inner = inner
         self.client_type = inner.client_type
+        self.engine_info = inner.engine_info  # the dtype and step budget the run reports
         self.model_path = getattr(inner, "model_path", None)
         self.sent: list[str] = []
 

@@ -19,6 +19,8 @@ from fixtures_server import *  # noqa: F403
 
 from vllm_extract.clients.direct import DirectVLLMClient
 from vllm_extract.config import VLLMConfig
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import read_machine_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -37,15 +39,24 @@ def engine_config(model: str | Path, **changes: object) -> VLLMConfig:
     identical results only for identical batches (docs.vllm.ai, "Reproducibility"); with no
     cache state carried between runs, the tests that compare runs (same job twice, Ray against a
     local run) compare identical batches. A CLI run starts a fresh engine, so this does not arise.
+
+    The dtype is this machine's automatic choice, as a CLI run's (float32 on a CPU without native
+    bf16, where bf16 is emulated several times slower; issue 19).
     """
     values: dict[str, object] = {
         "model": str(model),
+        "dtype": automatic_dtype(),
         "max_completion_tokens": TEST_MAX_TOKENS,
         "kv_cache_memory_bytes": 1 << 30,
         "enable_prefix_caching": False,
     }
     values.update(changes)
     return VLLMConfig(**values)  # type: ignore[arg-type]
+
+
+def automatic_dtype() -> str:
+    """The dtype a run's plan chooses on this machine (``engine.hardware.choose_dtype``)."""
+    return choose_dtype(None, read_machine_facts()).dtype
 
 
 @pytest.fixture(scope="session")

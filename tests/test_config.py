@@ -47,6 +47,7 @@ def test_documented_defaults() -> None:
     assert cfg.gpu_memory_threshold == 0.90
     assert cfg.base_url is None
     assert cfg.enable_prefix_caching is True
+    assert (cfg.dtype, cfg.execute_model_timeout) == ("auto", None)  # chosen from the machine by the plan
     assert cfg.served_model == cfg.model
     ext = ExtractionConfig()
     assert ext.entity_types == DEFAULT_ENTITY_TYPES
@@ -228,6 +229,8 @@ def test_unknown_override(tmp_path: Path) -> None:
         (None, {"VLLM_EXTRACT_HTTP_TIMEOUT": "0"}, "http_timeout"),
         ("max_engine_restarts = -1\n", None, "max_engine_restarts"),
         ("gpu_id = -1\n", None, "gpu_id"),
+        ('dtype = "int4"\n', None, "dtype"),
+        (None, {"VLLM_EXTRACT_EXECUTE_MODEL_TIMEOUT": "0"}, "execute_model_timeout"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, toml: str | None, env: dict | None, key: str) -> None:

@@ -24,7 +24,7 @@ from vllm_extract.cli import app
 from vllm_extract.clients.base import VLLMClientInterface, VLLMClientType, VLLMRequest, VLLMResponse
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.exceptions import MergeError
-from vllm_extract.output.files import manifest_path
+from vllm_extract.output.files import manifest_path, run_settings_path
 from vllm_extract.output.shards import read_manifest, shard_of
 from vllm_extract.run.merge import merge_shards
 from vllm_extract.run.runner import RunOptions, run_job
@@ -38,10 +38,12 @@ class EmptyEntities(VLLMClientInterface):
 
     client_type = VLLMClientType.DIRECT_API
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, dtype: str | None = None) -> None:
         super().__init__(VLLMConfig(model=str(model_path), max_completion_tokens=32))
         self.model_path = str(model_path)
         self.requests: list[VLLMRequest] = []
+        if dtype is not None:  # as an engine reports what it loaded
+            self.engine_info = {"dtype": dtype, "max_num_batched_tokens": 16384}
 
     async def connect(self) -> bool:
         return True
@@ -73,11 +75,12 @@ class ShardSet:
     outs: list[Path]  # shard 0, 1, 2
 
     def copy_to(self, folder: Path) -> list[Path]:
-        """The shard outputs and their manifests, copied (for tests that change them)."""
+        """The shard outputs, their manifests and saved settings, copied (for tests that change them)."""
         copies = []
         for out in self.outs:
             shutil.copy(out, folder / out.name)
             shutil.copy(manifest_path(out), manifest_path(folder / out.name))
+            shutil.copy(run_settings_path(out), run_settings_path(folder / out.name))
             copies.append(folder / out.name)
         return copies
 
@@ -229,6 +232,26 @@ def test_shards_of_different_runs_are_refused(shards, tmp_path, tiny_model_path)
     with pytest.raises(MergeError) as info:
         merge_shards(outs, tmp_path / "merged.jsonl")
     assert any("disagree on the run fingerprint" in p for p in info.value.problems)
+    named = [p for p in info.value.problems if "ran with different settings" in p]
+    assert len(named) == 1 and named[0].startswith(f"{outs[0]} and {outs[2]} ran with different settings: ")
+    assert "max_completion_tokens 32 -> 31" in named[0] and "--dtype" not in named[0]
+
+
+def test_shards_of_different_dtypes_are_refused_with_the_advice_to_pin_it(shards, tmp_path, tiny_model_path):
+    """Issue 19: on a fleet of mixed CPUs each box chooses its own dtype; merge names the difference."""
+    outs = []
+    for index, dtype in enumerate(("bfloat16", "bfloat16", "float32")):
+        out = tmp_path / f"out-{index}.jsonl"
+        options = RunOptions(shard=(index, 3))
+        client = EmptyEntities(tiny_model_path, dtype)
+        result = asyncio.run(run_job(shards.inputs, out, settings_for(tiny_model_path), options, client=client))
+        assert result.report["plan"]["dtype"] == dtype
+        outs.append(out)
+    with pytest.raises(MergeError) as info:
+        merge_shards(outs, tmp_path / "merged.jsonl")
+    (named,) = [p for p in info.value.problems if "ran with different settings" in p]
+    assert f"{outs[0]} and {outs[2]} ran with different settings: dtype 'bfloat16' -> 'float32'" in named
+    assert "pin one with --dtype" in named and "rerun the shards that differ" in named
 
 
 def test_shards_over_different_inputs_are_refused(shards, tmp_path, tiny_model_path):

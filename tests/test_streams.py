@@ -148,3 +148,6 @@ def test_the_engine_environment_runs_the_core_in_process_and_passes_batch_invari
 
     assert engine_environment(VLLMConfig()) == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     assert engine_environment(VLLMConfig(batch_invariant=True))["VLLM_BATCH_INVARIANT"] == "1"
+    # Issue 19: a timeout the plan raised for a slow CPU reaches the engine's environment.
+    raised = engine_environment(VLLMConfig(execute_model_timeout=600))
+    assert raised["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "600"

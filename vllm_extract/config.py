@@ -22,6 +22,7 @@ from .exceptions import ConfigurationError
 __all__ = [
     "DEFAULT_ENTITY_TYPES",
     "DEFAULT_MODEL",
+    "DTYPES",
     "ENFORCED_SEED",
     "ENFORCED_TEMPERATURE",
     "ENV_PREFIX",
@@ -40,6 +41,8 @@ ENFORCED_SEED = 42
 # The KV cache the CPU backend gets when kv_cache_memory_bytes is unset (vLLM's GPU default, a share
 # of device memory, would take host RAM); the pre-flight checks this much is free, plus the weights.
 CPU_DEFAULT_KV_CACHE_BYTES = 2 << 30
+# The dtype values vLLM's ``LLM(dtype=...)`` accepts (its ModelDType), aliases included.
+DTYPES = ("auto", "bfloat16", "float32", "float", "float16", "half")
 ENV_PREFIX = "VLLM_EXTRACT_"
 CONFIG_FILE_NAME = "vllm-extract.toml"
 # Defaults for `--model tiny` (only where no file, variable or flag sets the key).
@@ -95,7 +98,12 @@ class VLLMConfig:
     gpu_memory_threshold: float = 0.90
     gpu_id: int = 0
     kv_cache_dtype: str = "auto"
+    # auto: chosen from the machine by the run plan (run.plan, engine.hardware): bfloat16 on a CPU
+    # with native bf16, float32 on other CPUs, vLLM's pick on GPU.
     dtype: str = "auto"
+    # VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS for the engine (vLLM applies it with tensor_parallel_size > 1);
+    # None: vLLM's own (300 s) or the variable as set. The plan raises it for a slow CPU.
+    execute_model_timeout: int | None = None
     enforce_eager: bool | None = None
     kv_cache_memory_bytes: int | None = None
     http_timeout: float = 300.0
@@ -140,6 +148,14 @@ class VLLMConfig:
             raise ConfigurationError(
                 f"http_timeout must be a number of seconds over 0, got {self.http_timeout}",
                 hint="e.g. http_timeout = 300 (each HTTP request's limit)",
+            )
+        if self.dtype.strip().lower() not in DTYPES:
+            raise ConfigurationError(
+                f"dtype {self.dtype!r} is not a dtype vLLM accepts", hint=f"use one of: {', '.join(DTYPES)}"
+            )
+        if self.execute_model_timeout is not None and self.execute_model_timeout < 1:
+            raise ConfigurationError(
+                f"execute_model_timeout must be at least 1 second, got {self.execute_model_timeout}"
             )
         if self.kv_cache_dtype not in ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"):
             raise ConfigurationError(

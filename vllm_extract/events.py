@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = [
-    "BatchDone",
     "ChunkDone",
     "DocumentDone",
     "EnginePhase",
@@ -23,7 +22,6 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "Subscriber",
-    "WindowStarted",
 ]
 
 
@@ -37,30 +35,10 @@ class RunStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class WindowStarted:
-    """A window of documents was chunked and is about to be sent as one native batch."""
-
-    index: int
-    documents: int
-    chunks: int
-    prompt_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchDone:
-    """A native batch returned (the first pass or the truncation retry of a window)."""
-
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    retry: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class EnginePhase:
-    """What the engine side is doing: ``loading`` (the model; ``detail`` is its name), ``prefill``
-    (requests sent, no answer yet; ``prompt_tokens`` in flight) or ``generating``."""
+    """What the engine side is doing: ``loading`` (the run is about to start or connect the engine;
+    ``detail`` is the model's name), ``prefill`` (requests sent, no answer yet; ``prompt_tokens``:
+    the prompt tokens sent so far, all in flight) or ``generating`` (the first answer is in)."""
 
     phase: str
     prompt_tokens: int = 0
@@ -69,11 +47,13 @@ class EnginePhase:
 
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
-    """One chunk's response arrived (emitted as each request finishes, not per window)."""
+    """One chunk's final response arrived (once per chunk, as its request finishes). The tokens are
+    the chunk's usage, a retry's included; ``retry``: its first answer was cut and asked again."""
 
     request_id: str
     completion_tokens: int
     retry: bool = False
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,5 +95,5 @@ class RunFinished:
     summary: dict[str, object] = field(default_factory=dict)
 
 
-Event = RunStarted | WindowStarted | EnginePhase | ChunkDone | BatchDone | DocumentDone | MemorySample | RunFinished
+Event = RunStarted | EnginePhase | ChunkDone | DocumentDone | MemorySample | RunFinished
 Subscriber = Callable[[Event], None]

@@ -123,6 +123,14 @@ MaxLenOpt = Annotated[int | None, typer.Option("--max-model-len", help="Context 
 IdFieldOpt = Annotated[str | None, typer.Option("--id-field", help="JSONL field holding the id (default id).")]
 TextFieldOpt = Annotated[str | None, typer.Option("--text-field", help="JSONL field holding the text (default text).")]
 GlobOpt = Annotated[list[str] | None, typer.Option("--glob", help="File pattern inside folders (repeatable).")]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="Model dtype: auto (default: bfloat16 on a CPU with avx512_bf16/amx_bf16, float32 on other CPUs, "
+        "vLLM's pick on GPU), bfloat16, float32, float16. Pin it on a fleet of mixed CPUs so shards merge.",
+    ),
+]
 
 
 DecodingOpt = Annotated[
@@ -155,6 +163,7 @@ class SettingsFlags:
     glob: list[str] | None = None
     decoding: str | None = None
     mentions: str | None = None
+    dtype: str | None = None
     queue_requests: int | None = None
     concurrency: int | None = None
     gpu_memory_utilization: float | None = None
@@ -192,6 +201,7 @@ class SettingsFlags:
             "globs": tuple(self.glob) if self.glob else None,
             "decoding": self.decoding,
             "mentions": self.mentions,
+            "dtype": self.dtype,
             "queue_requests": self.queue_requests,
             "concurrency": self.concurrency,
             "gpu_memory_utilization": self.gpu_memory_utilization,

@@ -22,6 +22,7 @@ from ._app import (
     ChunkOpt,
     ConfigOpt,
     DecodingOpt,
+    DtypeOpt,
     GlobOpt,
     IdFieldOpt,
     MaxLenOpt,
@@ -60,6 +61,7 @@ def run(
     overlap: OverlapOpt = None,
     max_tokens: MaxTokensOpt = None,
     max_model_len: MaxLenOpt = None,
+    dtype: DtypeOpt = None,
     queue_requests: Annotated[
         int | None,
         typer.Option(help="Requests prepared and unanswered at most (default 0: twice what the engine holds)."),
@@ -176,7 +178,8 @@ def run(
         )
         check_run_paths(inputs, out, settings, options)  # before the engine log is opened beside --out
         with captured as terminal:
-            display = RunDisplay(terminal, quiet=quiet, log_interval=log_interval)
+            # With --verbose the engine's own output shares the terminal: no panel while it loads.
+            display = RunDisplay(terminal, quiet=quiet, log_interval=log_interval, show_loading=not verbose)
             options.subscribers = [display]
             with _stop_on_signals(stop, received), display:
                 result = asyncio.run(run_job(inputs, out, settings, options))
@@ -229,6 +232,7 @@ def plan(
     overlap: OverlapOpt = None,
     max_tokens: MaxTokensOpt = None,
     max_model_len: MaxLenOpt = None,
+    dtype: DtypeOpt = None,
     id_field: IdFieldOpt = None,
     text_field: TextFieldOpt = None,
     glob: GlobOpt = None,
@@ -270,6 +274,8 @@ def plan(
             f"largest prompt: {result.largest_prompt_tokens} tokens   chunk size: {result.chunk_tokens}   "
             f"context: {result.max_model_len}"
         )
+        out.print(f"dtype: {result.dtype} ({result.dtype_reason})", highlight=False, markup=False, soft_wrap=True)
+        out.print(f"step budget: {result.step_budget_reason}", highlight=False, markup=False, soft_wrap=True)
         for bad in result.bad_inputs:
             out.print(f"[red]bad[/] {bad['id']}: {bad['kind']}: {bad['message']}", highlight=False)
     raise typer.Exit(ExitCode.DOCUMENT_ERRORS if result.bad_inputs else ExitCode.OK)

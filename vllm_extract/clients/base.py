@@ -230,6 +230,9 @@ class VLLMClientInterface(abc.ABC):
         self.config = config or VLLMConfig()
         self.stats = ClientStats()
         self.connected = False
+        # What the engine loaded, as it reports it once connected (``dtype``, ``max_num_batched_tokens``,
+        # ``max_model_len``, ``pid``, ...); empty for a server, whose engine is not known here.
+        self.engine_info: dict[str, Any] = {}
 
     @abc.abstractmethod
     async def connect(self) -> bool:

@@ -78,7 +78,6 @@ class DirectVLLMClient(VLLMClientInterface):
         self._call_ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.cpu = False
-        self.engine_info: dict[str, Any] = {}
         self._idle_death: str | None = None  # the engine died between streams: the next one restarts it
 
     @classmethod

@@ -129,7 +129,7 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None
             config.max_num_batched_tokens, 0 if config.enable_chunked_prefill else (max_model_len or 0)
         ),
         "kv_cache_dtype": config.kv_cache_dtype,
-        "dtype": config.dtype,
+        "dtype": config.dtype.strip().lower(),
         "enforce_eager": cpu if config.enforce_eager is None else config.enforce_eager,
         # auto: JSON schemas on xgrammar, Lark grammars (grounded decoding) on llguidance.
         "structured_outputs_config": {"backend": "auto"},
@@ -149,10 +149,16 @@ def engine_kwargs(config: VLLMConfig, model_path: str, max_model_len: int | None
 def engine_environment(config: VLLMConfig) -> dict[str, str]:
     """The environment vLLM must see before it loads, for this engine: the engine core in this
     process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, see the module docstring) and, with
-    ``config.batch_invariant``, vLLM's batch-invariant kernels (``VLLM_BATCH_INVARIANT=1``)."""
+    ``config.batch_invariant``, vLLM's batch-invariant kernels (``VLLM_BATCH_INVARIANT=1``); with
+    ``config.execute_model_timeout`` (the plan raised it for a slow CPU),
+    ``VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS``, in the engine process and in each Ray replica alike.
+    vLLM 0.32 applies that timeout only in its multiprocess executor (tensor_parallel_size > 1);
+    with the engine core in this process it is set for completeness and has no effect."""
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     if config.batch_invariant:
         env["VLLM_BATCH_INVARIANT"] = "1"
+    if config.execute_model_timeout is not None:
+        env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] = str(config.execute_model_timeout)
     return env
 
 

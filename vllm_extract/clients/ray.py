@@ -204,6 +204,7 @@ class RayVLLMClient(VLLMClientInterface):
             await self.close()
             raise
         self._max_model_len = min(int(info["max_model_len"]) for info in self.replica_info)
+        self.engine_info = dict(self.replica_info[0]) | {"replicas": len(self.replica_info)}
         self.cpu = bool(self.options.address) or all(info.get("cpu", True) for info in self.replica_info)
         self.connected = True
         return True

@@ -62,6 +62,7 @@ class EngineReplica:
             "max_model_len": self.loop.max_model_len,
             "cpu": cpu,
             "dtype": str(llm.model_config.dtype).removeprefix("torch."),
+            "max_num_batched_tokens": int(llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens),
         }
         threading.Thread(target=self._run, name="engine-loop", daemon=True).start()
 
@@ -73,7 +74,8 @@ class EngineReplica:
             os._exit(1)
 
     def ready(self) -> dict[str, Any]:
-        """Where this replica runs and what it loaded (pid, node, model_path, max_model_len, cpu, dtype)."""
+        """Where this replica runs and what it loaded (pid, node, model_path, max_model_len, cpu,
+        dtype, max_num_batched_tokens)."""
         return self.info
 
     def deliver(self, seq: int, kind: str, payload: Any = None) -> None:

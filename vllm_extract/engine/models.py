@@ -144,6 +144,7 @@ def _convert(gguf: Path, out: Path, sha256: str) -> None:
         save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
         config: dict[str, Any] = model.config.to_dict()
         config.pop("quantization_config", None)
+        config.pop("_name_or_path", None)  # the folder it was read from: this machine's virtualenv
         config.update(tie_word_embeddings=True, dtype="bfloat16", torch_dtype="bfloat16")
         if not config.get("architectures"):
             config["architectures"] = [type(model).__name__]

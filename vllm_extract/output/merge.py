@@ -41,7 +41,14 @@ from ..exceptions import MergeError, OutputError, RecordError
 from .files import manifest_path
 from .jsonl import read_lines
 from .records import Record, parse_record
-from .resume import read_run_settings, write_run_settings
+from .resume import (
+    BATCHING_PREFIX,
+    PIN_DTYPE_HINT,
+    describe_settings_change,
+    dtype_change,
+    read_run_settings,
+    write_run_settings,
+)
 from .shards import read_manifest, shard_of
 from .writer import OutputWriter
 
@@ -177,6 +184,8 @@ def merge_shard_files(
     total = _agree(shards, "inputs_total", "the number of inputs", problems)
     _agree(shards, "inputs_sha256", "the inputs (their digests differ: they read different inputs)", problems)
     fingerprint = _agree(shards, "fingerprint", "the run fingerprint", problems)
+    if fingerprint is None:
+        problems.extend(_settings_differences(shards))
 
     if isinstance(counts, int):
         by_index: dict[int, list[str]] = {}
@@ -244,6 +253,33 @@ def merge_shard_files(
         for stream in streams:
             stream.close()
     return MergeResult(out, len(order), ok, errors, counts, total, fingerprint)
+
+
+def _settings_differences(shards: list[_Shard]) -> list[str]:
+    """When the shards' fingerprints differ: the settings that differ, from the settings each shard
+    run saved beside its output (``OUT.run.json``), one problem per fingerprint after the first; a
+    dtype difference (machines with different CPUs) comes with the advice to pin ``--dtype``."""
+    first: tuple[str, dict[str, Any], Path] | None = None
+    seen: set[str] = set()
+    found: list[str] = []
+    for shard in shards:
+        fingerprint = (shard.manifest or {}).get("fingerprint")
+        saved = read_run_settings(shard.path)
+        if not isinstance(fingerprint, str) or fingerprint in seen or saved is None or saved[0] != fingerprint:
+            continue
+        seen.add(fingerprint)
+        settings = {k: v for k, v in saved[1].items() if not k.startswith(BATCHING_PREFIX)}
+        if first is None:
+            first = (fingerprint, settings, shard.path)
+            continue
+        changes = describe_settings_change(first[1], settings)
+        if not changes:
+            continue
+        text = f"{first[2]} and {shard.path} ran with different settings: {', '.join(changes)}"
+        if dtype_change(first[1], settings):
+            text += f"; {PIN_DTYPE_HINT}, and rerun the shards that differ"
+        found.append(text)
+    return found
 
 
 def _with(shard: _Shard, key: str) -> _Shard:

@@ -235,7 +235,7 @@ class Record(_Model):
     fingerprint: str = Field(
         pattern=_FINGERPRINT,
         description="The run's fingerprint: a hash of everything that changes results (model and its "
-        "files, decoding, instructions, schema, entity types, chunking, budgets, version).",
+        "files, dtype, decoding, instructions, schema, entity types, chunking, budgets, version).",
     )
     status: Status = Field(description="`ok`, or `error` (then `error` says why).")
     error: ErrorInfo | SkipJsonSchema[None] = Field(default=None, description="Why it failed (`status: error` only).")

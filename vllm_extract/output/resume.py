@@ -32,11 +32,13 @@ from .jsonl import read_lines
 from .records import Record, RecordError, Status, parse_record
 
 __all__ = [
+    "PIN_DTYPE_HINT",
     "DoneRecord",
     "ResumeGuard",
     "ReuseIndex",
     "check_resume",
     "describe_settings_change",
+    "dtype_change",
     "read_run_settings",
     "same_path",
     "write_run_settings",
@@ -163,10 +165,11 @@ class ResumeGuard:
         self._where = f"cannot resume {out}" if out is not None else "cannot resume"
         changed = next((d for _, d in sorted(done.items()) if d.fingerprint != fingerprint), None)
         if changed is not None:
+            dtype = dtype_change(previous_settings or {}, settings or {})
             raise OutputError(
                 f"{self._where}: settings changed since the run being resumed: "
                 + self._settings_change(changed, settings, previous_settings),
-                hint=_RESUME_HINT,
+                hint=_RESUME_HINT + (f"; {PIN_DTYPE_HINT}" if dtype else ""),
             )
         if done and settings is not None and previous_settings is not None:
             batching = describe_settings_change(_batching(previous_settings), _batching(settings))
@@ -275,6 +278,38 @@ def _hash(sha: str | None) -> str:
 
 # -- reuse -----------------------------------------------------------------------------------------
 
+PIN_DTYPE_HINT = (
+    "machines with different CPUs choose different dtypes (bfloat16 where the CPU has native bf16, float32 "
+    "elsewhere): pin one with --dtype (e.g. --dtype float32) on every machine of the fleet"
+)
+
+
+def dtype_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """``"dtype 'bfloat16' -> 'float32'"`` when two saved settings differ in the dtype, else None."""
+    if "dtype" in old and "dtype" in new and old["dtype"] != new["dtype"]:
+        return f"dtype {_short(old['dtype'])} -> {_short(new['dtype'])}"
+    return None
+
+
+def _warn_other_settings(path: Path, count: int, settings: Mapping[str, Any]) -> None:
+    """Say why ``count`` records of a reuse file cannot be reused, from the settings saved beside it."""
+    saved = read_run_settings(path)
+    if saved is None:
+        return
+    previous = {k: v for k, v in saved[1].items() if not k.startswith(BATCHING_PREFIX)}
+    current = {k: v for k, v in settings.items() if not k.startswith(BATCHING_PREFIX)}
+    changes = describe_settings_change(previous, current)
+    if not changes:
+        return
+    dtype = dtype_change(previous, current)
+    logger.warning(
+        "--reuse %s: %d record(s) were made with other settings (%s); those documents are extracted again%s",
+        path,
+        count,
+        ", ".join(changes),
+        f"; {PIN_DTYPE_HINT}" if dtype else "",
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class _Where:
@@ -308,11 +343,15 @@ class ReuseIndex:
         *,
         fingerprint: str | None = None,
         out: Path | str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> ReuseIndex:
         """Index the records of ``paths`` (earlier outputs; the first file holding a key wins).
 
         With ``fingerprint``, only records of that fingerprint are indexed (the others can never
-        match; they are counted in ``other_fingerprints``). Raises ``InputError`` (exit 2) for a
+        match; they are counted in ``other_fingerprints``). With ``settings`` (this run's, as saved
+        in ``OUT.run.json``), a file with records of another fingerprint is named in a warning
+        with the settings that differ from its saved ones (a different dtype, chosen by another
+        CPU, with the advice to pin ``--dtype``). Raises ``InputError`` (exit 2) for a
         path that cannot be read, or that is ``out`` itself (the run would overwrite it while
         reading it). A damaged line (bad JSON, not a valid record) is skipped, counted in
         ``damaged_lines`` and logged once per file; a torn last line is ignored.
@@ -326,11 +365,14 @@ class ReuseIndex:
                     f"--reuse {path} is the output file itself",
                     hint="reuse the previous output under another name, or pass --resume to finish that run",
                 )
+            before = index.other_fingerprints
             try:
                 index._add(path, len(index.paths), fingerprint)
             except OSError as exc:
                 raise InputError(f"cannot read --reuse {path}: {exc.strerror}", hint="name an earlier output") from exc
             index.paths.append(path)
+            if index.other_fingerprints > before and settings is not None:
+                _warn_other_settings(path, index.other_fingerprints - before, settings)
         if index.paths:
             logger.info(
                 "reuse: %d records from %d files (%d damaged lines, %d of other settings, %d errors not reused)",

@@ -23,7 +23,9 @@ __all__ = ["PlanResult", "plan_job"]
 @dataclass
 class PlanResult:
     """What a run would do, without loading an engine. ``pages``: pages of the converted documents
-    (PDF, DOCX, HTML); ``per_document`` entries carry ``pages`` for those."""
+    (PDF, DOCX, HTML); ``per_document`` entries carry ``pages`` for those. ``dtype`` and
+    ``max_num_batched_tokens`` (with ``execute_model_timeout_s``) are the engine settings the run
+    would use on this machine, each with its reason (``run.machine.EngineChoice``)."""
 
     documents: int = 0
     pages: int = 0
@@ -37,6 +39,11 @@ class PlanResult:
     max_model_len: int = 0
     chunk_tokens: int = 0
     max_completion_tokens: int = 0
+    dtype: str | None = None
+    dtype_reason: str = ""
+    max_num_batched_tokens: int | None = None
+    execute_model_timeout_s: int | None = None
+    step_budget_reason: str = ""
     fingerprint: str = ""
     per_document: list[dict[str, Any]] = field(default_factory=list)
 
@@ -60,6 +67,11 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
         max_completion_tokens=plan.vllm.max_completion_tokens,
         fingerprint=plan.fingerprint,
     )
+    if plan.engine is not None:
+        result.dtype, result.dtype_reason = plan.engine.dtype, plan.engine.dtype_reason
+        result.max_num_batched_tokens = plan.engine.max_num_batched_tokens
+        result.execute_model_timeout_s = plan.engine.execute_model_timeout_s
+        result.step_budget_reason = plan.engine.step_reason
     for item in read_inputs(inputs, settings, stdin):
         if isinstance(item, SkippedFile):
             result.skipped_files.append(item.path)

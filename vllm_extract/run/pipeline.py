@@ -546,7 +546,14 @@ class _Run:
                 self._first_response = False
                 p.emit(EnginePhase("generating", 0))
             response = result.response
-            p.emit(ChunkDone(response.request_id, response.completion_tokens, response.attempts > 1))
+            p.emit(
+                ChunkDone(
+                    response.request_id,
+                    response.completion_tokens,
+                    response.attempts > 1,
+                    prompt_tokens=response.prompt_tokens,
+                )
+            )
             if len(work.responses) == len(work.requests):
                 self._done(seq)
             if self.tick is not None:

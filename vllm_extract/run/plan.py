@@ -2,11 +2,13 @@
 
 ``resolve_model`` is the one place that turns ``--model`` into something to load and finds its real
 context. ``build_plan`` turns Settings plus that model (and, for a server, the server's context and
-tokenizer) into a frozen ``RunPlan``: the budgets in force, the tokenizer that counts prompts, the
-decoding mode, what the transport takes (token ids or messages), the instruction text, the schema,
-the chunk size and the run's fingerprint. ``plan_for_local_model`` builds it before an engine
-loads, ``plan_for_client`` for a connected client. ``vllm-extract plan`` stops there; ``run`` hands
-the plan to the pipeline and the client. The budget rules are written once, in ``budgets``.
+tokenizer) into a frozen ``RunPlan``: the budgets in force, the engine's dtype and per-step token
+budget chosen for this machine (``EngineChoice``), the tokenizer that counts prompts, the decoding
+mode, what the transport takes (token ids or messages), the instruction text, the schema, the chunk
+size and the run's fingerprint. ``plan_for_local_model`` builds it before an engine loads,
+``plan_for_client`` for a connected client. ``vllm-extract plan`` stops there; ``run`` hands the
+plan to the pipeline and the client. The budget rules are written once, in ``budgets``; the
+machine rules (dtype, step budget, execute-model timeout) in ``engine.hardware``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import orjson
 from .._version import __version__
 from ..clients.base import VLLMClientInterface, VLLMClientType
 from ..config import ExtractionConfig, Settings, VLLMConfig
+from ..engine.machine_facts import MachineFacts
 from ..exceptions import ConfigurationError
 from ..extract.prompts import build_instructions, build_messages, build_schema
 from ..extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
 from ..output.resume import BATCHING_PREFIX
 from ..readers import InputItem, iter_documents
 from . import budgets
+from .machine import EngineChoice, choose_engine, given_engine
 
 __all__ = [
     "BATCHING_PREFIX",
@@ -115,10 +119,12 @@ class RunPlan:
     schema: dict[str, Any]
     overhead_tokens: int
     fingerprint: str
+    engine: EngineChoice | None = None
 
     @property
     def vllm(self) -> VLLMConfig:
-        """Engine and client settings with the budgets in force."""
+        """Engine and client settings with the budgets in force (and the engine choice: dtype, step
+        budget, timeout)."""
         return self.settings.vllm
 
     @property
@@ -163,6 +169,7 @@ class RunPlan:
             "token_ids": self.token_ids,
             "tokenizer": self.tokenizer.name,
             "exact_tokens": self.tokenizer.exact,
+            **(self.engine.as_dict() if self.engine is not None else {}),
             "fingerprint": self.fingerprint,
         }
 
@@ -174,14 +181,19 @@ def build_plan(
     *,
     context: int | None = None,
     token_ids: bool = True,
+    engine: EngineChoice | None = None,
+    facts: MachineFacts | None = None,
 ) -> RunPlan:
     """The frozen plan for a run.
 
     ``context`` is the limit a server reported (None for the in-process engine: the model's own
     ``config.json`` limit is used). ``token_ids`` says whether the transport takes the prompt as
-    token ids (the in-process engine) or as chat messages (HTTP). Raises ``BudgetError`` (a
+    token ids (the in-process engine) or as chat messages (HTTP). ``engine``: the dtype and step
+    budget of an engine that exists already (a given engine, a server); None chooses them for this
+    machine (``choose_engine`` with ``facts``, read when None). Raises ``BudgetError`` (a
     configuration error, exit 2) when the instructions leave no room for document text even after
-    the completion budget shrinks to fit, and ``ConfigurationError`` for an unknown decoding mode.
+    the completion budget shrinks to fit, and ``ConfigurationError`` for an unknown decoding mode
+    or dtype.
     """
     ext = settings.extraction
     if ext.decoding not in DECODING_MODES:
@@ -191,6 +203,10 @@ def build_plan(
     instructions = build_instructions(ext.entity_types)
     overhead = len(tokenizer.encode_chat(build_messages(instructions, "")))
     vllm, chunk_tokens = budgets.fit_budgets(vllm, overhead, ext.chunk_tokens)
+    if engine is None:
+        context_tokens = _longest_context(vllm, overhead, chunk_tokens)
+        engine = choose_engine(vllm, _folder(model), facts=facts, context_tokens=context_tokens)
+    vllm = engine.apply(vllm)
     in_force = Settings(vllm, dataclasses.replace(ext, chunk_tokens=chunk_tokens))
     schema = build_schema(ext)
     plan = RunPlan(
@@ -203,8 +219,21 @@ def build_plan(
         schema=schema,
         overhead_tokens=overhead,
         fingerprint="",
+        engine=engine,
     )
     return dataclasses.replace(plan, fingerprint=fingerprint(plan))
+
+
+def _folder(model: ResolvedModel) -> str | None:
+    return model.path if model.local else None
+
+
+def _longest_context(config: VLLMConfig, overhead: int, chunk_tokens: int) -> int:
+    """The longest context a request of this plan can reach, in tokens: a full chunk's prompt
+    (instructions, template, chunk, slack) plus a retried answer's budget (twice the completion
+    budget), at most the context in force. Attention in the step-budget estimate runs over it."""
+    prompt = min(config.max_prompt_tokens, overhead + chunk_tokens + budgets.PROMPT_SLACK_TOKENS)
+    return min(config.max_model_len, prompt + 2 * config.max_completion_tokens)
 
 
 def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None) -> RunPlan:
@@ -216,8 +245,9 @@ def plan_for_local_model(settings: Settings, model: ResolvedModel | None = None)
 
 
 def plan_for_client(settings: Settings, client: VLLMClientInterface, model: ResolvedModel | None = None) -> RunPlan:
-    """The plan for a connected client: its context, and the local tokenizer when the model folder
-    is here (else the client's: the engine's, or the server's ``/tokenize``)."""
+    """The plan for a connected client: its context, its engine's dtype and step budget as it reports
+    them (``EngineChoice.source`` ``"engine"``; a server's are unknown), and the local tokenizer when
+    the model folder is here (else the client's: the engine's, or the server's ``/tokenize``)."""
     if model is None:
         name = str(getattr(client, "model_path", None) or settings.vllm.model)
         model = resolve_model(name, required=False)
@@ -229,7 +259,8 @@ def plan_for_client(settings: Settings, client: VLLMClientInterface, model: Reso
     # data, so without a local tokenizer a server gets chat messages).
     direct = client.client_type is not VLLMClientType.HTTP_API  # an engine of ours (direct, Ray)
     token_ids = direct or isinstance(tokenizer, HFTokenizer)
-    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids)
+    engine = given_engine(budgets.fit_to_context(settings.vllm, client.max_model_len), _folder(model), client)
+    return build_plan(settings, model, tokenizer, context=client.max_model_len, token_ids=token_ids, engine=engine)
 
 
 def read_inputs(inputs: Sequence[str], settings: Settings, stdin: IO[bytes] | None = None) -> Iterator[InputItem]:
@@ -253,16 +284,18 @@ def fingerprint(plan: RunPlan) -> str:
 
 def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
     """Everything that changes a run's result, as the dict ``fingerprint`` hashes: model identity
-    (resolved path or name, revision, and a hash of its config and tokenizer files), decoding
-    mode, instruction and schema text, entity types, chunk size and overlap, the budgets in force
-    (completion, prompt, context), whether prompts go as token ids or chat messages, the alignment
-    options and the vllm-extract version. Saved beside the output so a refused resume
-    can name the setting that changed."""
+    (``_model_identity``, revision, and a hash of its config and tokenizer files), the dtype the
+    engine computes in, decoding mode, instruction and schema text, entity types, chunk size and
+    overlap, the budgets in force (completion, prompt, context), whether prompts go as token ids or
+    chat messages, the alignment options and the vllm-extract version. Nothing machine-specific
+    beyond a local folder's path: the same tiny model or hub snapshot on two machines gives the
+    same parts. Saved beside the output so a refused resume can name the setting that changed."""
     ext = plan.extraction
     parts: dict[str, Any] = {
-        "model": plan.model.path if plan.model.local else plan.model.name,
+        "model": _model_identity(plan.model),
         "revision": plan.model.revision,
         "model_files": _model_files_hash(plan.model),
+        "dtype": plan.engine.dtype if plan.engine is not None else None,
         "decoding": plan.decoding,
         "instructions": plan.instructions,
         "schema": plan.schema,
@@ -299,7 +332,46 @@ def batching_parts(plan: RunPlan) -> dict[str, Any]:
     }
 
 
+def _model_identity(model: ResolvedModel) -> str:
+    """The model as the fingerprint names it: ``tiny`` for the embedded model (prepared from a
+    checksummed file, wherever the cache is), the hub id for a snapshot in the Hugging Face cache
+    (its revision is a part of its own), the folder's path for another local folder, else the name."""
+    from ..engine.models import TINY_MODEL
+
+    if not model.local:
+        return model.name
+    if model.name == TINY_MODEL:
+        return TINY_MODEL
+    folder = Path(model.path)
+    repo = folder.parent.parent.name if model.revision is not None else ""
+    if repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return model.path
+
+
+# Keys of a model's JSON files that say where or with what it was saved, not what it computes.
+_PROVENANCE_KEYS = frozenset({"_name_or_path", "name_or_path", "transformers_version", "_commit_hash"})
+
+
+def _normalized(name: str, data: bytes) -> bytes:
+    """A JSON file's content without provenance keys (``_PROVENANCE_KEYS``), canonically ordered;
+    other files (and JSON that does not parse to an object) as they are."""
+    if not name.endswith(".json"):
+        return data
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    if not isinstance(parsed, dict):
+        return data
+    kept = {key: value for key, value in parsed.items() if key not in _PROVENANCE_KEYS}
+    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
+
+
 def _model_files_hash(model: ResolvedModel) -> str | None:
+    """A short hash of the files of a local model folder that change answers (``_FINGERPRINT_FILES``),
+    JSON files normalized (``_normalized``: a prepared tiny model's ``config.json`` named the
+    virtualenv it was converted from, so the same model hashed differently on two machines)."""
     if not model.local:
         return None
     digest = hashlib.sha256()
@@ -308,5 +380,5 @@ def _model_files_hash(model: ResolvedModel) -> str | None:
         path = folder / name
         if path.is_file():
             digest.update(name.encode())
-            digest.update(path.read_bytes())
+            digest.update(_normalized(name, path.read_bytes()))
     return digest.hexdigest()[:16]

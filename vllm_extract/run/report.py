@@ -28,8 +28,12 @@ def build_report(
     resumed: bool,
     engine_log: Path | None,
 ) -> dict[str, Any]:
-    """The run report: what ran (the plan, with the budgets in force), what happened, how fast.
-    ``started`` is the run's start (Unix time); ``engine_log`` where the engine's own output went."""
+    """The run report: what ran (the plan, with the budgets, dtype and step budget in force and
+    their reasons), what the engine loaded (``engine_loaded``: its dtype, step budget and context as
+    the engine reports them; None for a server), what happened, how fast. ``started`` is the run's
+    start (Unix time); ``engine_log`` where the engine's own output went."""
+    info = client.engine_info
+    loaded = {key: info[key] for key in ("dtype", "max_num_batched_tokens", "max_model_len") if key in info}
     return {
         "vllm_extract_version": __version__,
         "vllm_version": _vllm_version(),
@@ -44,6 +48,7 @@ def build_report(
         "client_stats": stats,
         "gpu_memory_alerts": stats.get("gpu_memory_alerts", 0),
         "plan": plan.as_dict(),
+        "engine_loaded": loaded or None,
         "config": plan.settings.as_dict(),
         "resumed": resumed,
         "engine_log": str(engine_log) if engine_log else None,

@@ -20,7 +20,7 @@ from typing import IO, Any
 from ..clients.base import VLLMClientInterface, VLLMClientType
 from ..clients.factory import BACKENDS, VLLMClientFactory, open_client
 from ..config import Settings
-from ..events import MemorySample, Subscriber
+from ..events import EnginePhase, MemorySample, Subscriber
 from ..exceptions import BudgetError, ConfigurationError, OutputError
 from ..output import OutputWriter, ResumeGuard, ReuseIndex
 from ..output.files import lock_path, manifest_path, run_settings_path
@@ -29,6 +29,7 @@ from ..output.report import write_metrics, write_report
 from ..output.resume import check_resume
 from ..output.shards import ShardOutputWriter, ShardSpec, remove_manifest, write_manifest
 from ..readers import BadInput, Document, InputItem, count_documents
+from .machine import choose_engine
 from .paths import check_written_paths
 from .pipeline import ExtractionPipeline
 from .plan import (
@@ -131,6 +132,7 @@ async def open_run(
 
     async def open_direct() -> VLLMClientInterface:
         model = resolve_model(settings.vllm.model)
+        _announce_loading(options, model.name)  # the plan reads the model's tokenizer and config: part of loading
         plan = plan_for_local_model(settings, model) if model.local else None
         planned.append((plan, model))
         if plan is not None:
@@ -143,7 +145,7 @@ async def open_run(
                 (plan.settings if plan else settings).vllm, cpu=platform_is_cpu(), wait_seconds=options.wait_for_gpu
             )
         context = plan.max_model_len if plan else settings.vllm.max_model_len
-        config = plan.vllm if plan else settings.vllm
+        config = plan.vllm if plan else choose_engine(settings.vllm, None).apply(settings.vllm)
         return await VLLMClientFactory.create_direct_client(config, model_path=model.path, max_model_len=context)
 
     # The one fallback rule is the factory's; budgets that fit no server either and a refused
@@ -164,6 +166,17 @@ async def open_run(
 
 
 ENGINES = ("vllm", "ray")
+
+
+def _announce_loading(options: RunOptions, model: str) -> None:
+    """Tell the subscribers the engine is about to load ``model`` (``EnginePhase("loading")``): the
+    panel and the plain lines say so from the start, not only once the first answer is in."""
+    event = EnginePhase("loading", detail=model)
+    for subscriber in options.subscribers:
+        try:
+            subscriber(event)
+        except Exception:
+            logger.exception("event subscriber failed")
 
 
 def _uses_ray(settings: Settings, options: RunOptions) -> bool:
@@ -211,10 +224,11 @@ async def _open_ray_run(
     ray_options = RayOptions(address=options.ray_address, replicas=replicas, gpus_per_replica=options.gpus_per_replica)
     settings = Settings(dataclasses.replace(settings.vllm, data_parallel_size=replicas), settings.extraction)
     model = resolve_model(settings.vllm.model, required=False)
+    _announce_loading(options, settings.vllm.model)
     plan = plan_for_local_model(settings, model) if model.local else None
     if plan is not None:
         notify(plan)
-    config = plan.vllm if plan else settings.vllm
+    config = plan.vllm if plan else choose_engine(settings.vllm, None).apply(settings.vllm)
     if not options.skip_gpu_check and options.ray_address is None:
         from ..clients.engine_loop import platform_is_cpu
         from ..engine.gpu.preflight import preflight
@@ -288,7 +302,11 @@ async def run_job(
                     previous_settings=writer.previous_settings,
                     out=out,
                 )
-            reuse = ReuseIndex.load(options.reuse, fingerprint=plan.fingerprint, out=out) if options.reuse else None
+            reuse = (
+                ReuseIndex.load(options.reuse, fingerprint=plan.fingerprint, out=out, settings=parts)
+                if options.reuse
+                else None
+            )
             checked["reuse"] = reuse
             writer.save_settings(plan.fingerprint, parts)
 
