@@ -140,7 +140,7 @@ def raw_llm(plan: RunPlan) -> Any:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     from vllm import LLM
 
-    from vllm_extract.clients.engine_loop import engine_kwargs
+    from vllm_extract.clients.engine_build import engine_kwargs
 
     return LLM(**engine_kwargs(plan.vllm, plan.model.path, plan.max_model_len, cpu=True))
 

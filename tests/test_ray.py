@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from vllm_extract.cli import app
 from vllm_extract.clients.base import VLLMRequest
-from vllm_extract.clients.engine_loop import engine_kwargs
+from vllm_extract.clients.engine_build import engine_kwargs
 from vllm_extract.clients.ray import RayOptions, RayVLLMClient
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.events import ChunkDone

@@ -143,7 +143,7 @@ def test_a_follow_up_pass_extends_the_conversation_by_ids_and_by_messages():
 
 
 def test_the_engine_environment_runs_the_core_in_process_and_passes_batch_invariance():
-    from vllm_extract.clients.engine_loop import engine_environment
+    from vllm_extract.clients.engine_build import engine_environment
     from vllm_extract.config import VLLMConfig
 
     assert engine_environment(VLLMConfig()) == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}

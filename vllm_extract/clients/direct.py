@@ -99,7 +99,7 @@ class DirectVLLMClient(VLLMClientInterface):
         ``ModelNotLoadedError`` (vLLM missing, or the model failed to load, with vLLM's message)."""
         if self._process is not None:
             return True
-        from .engine_loop import require_vllm
+        from .engine_build import require_vllm
 
         require_vllm()
         await self._start()

@@ -52,7 +52,8 @@ def _main(conn: Any) -> None:  # pragma: no cover - runs in the engine process
     config, model_path, max_model_len = conn.recv()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .engine_loop import EngineLoop, build_llm
+    from .engine_build import build_llm
+    from .engine_loop import EngineLoop
 
     try:
         llm, cpu = build_llm(config, model_path, max_model_len)

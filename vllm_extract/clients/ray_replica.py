@@ -42,7 +42,8 @@ class EngineReplica:
     ) -> None:
         _unnice()  # before the engine starts: its threads inherit the priority
         from ..extract.tokens import HFTokenizer
-        from .engine_loop import EngineLoop, build_llm
+        from .engine_build import build_llm
+        from .engine_loop import EngineLoop
 
         resolved = resolve(model)
         path = resolved.path

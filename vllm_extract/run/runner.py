@@ -138,7 +138,7 @@ async def open_run(
         if plan is not None:
             notify(plan)
         if not options.skip_gpu_check:
-            from ..clients.engine_loop import platform_is_cpu
+            from ..clients.engine_build import platform_is_cpu
             from ..engine.gpu.preflight import preflight
 
             preflight(
@@ -230,7 +230,7 @@ async def _open_ray_run(
         notify(plan)
     config = plan.vllm if plan else choose_engine(settings.vllm, None).apply(settings.vllm)
     if not options.skip_gpu_check and options.ray_address is None:
-        from ..clients.engine_loop import platform_is_cpu
+        from ..clients.engine_build import platform_is_cpu
         from ..engine.gpu.preflight import preflight
 
         checked = config
