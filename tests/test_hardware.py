@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_machines import AMX, AVX2, AVX512, AVX512_BF16, cpu
 
 from vllm_extract.engine import machine_facts
 from vllm_extract.engine.hardware import (
@@ -38,29 +39,11 @@ from vllm_extract.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BASE = frozenset({"fpu", "sse", "sse2", "ssse3", "sse4_1", "sse4_2", "avx", "f16c"})
-AVX2 = BASE | {"avx2", "fma"}
-AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd", "avx512_vnni"}
-AVX512_BF16 = AVX512 | {"avx512_bf16"}
-AMX = AVX512_BF16 | {"amx_bf16", "amx_tile", "amx_int8", "avx512_fp16"}
-
 # issue 19's measured case: the 135M tiny model, a 5,502-token prefill in bf16 on a 2-core AVX2-only EPYC
 # (vLLM computes on 1 of the 2 cores), busy with other work: the step ran past vLLM's 300 s timeout.
 ANCHOR_PARAMETERS = 135_000_000
 ANCHOR_TOKENS = 5502
 SMOLLM2_ATTENTION_WIDTH = 30 * 9 * 64
-
-
-def cpu(flags: frozenset[str] | None, capability: str | None = "AVX512", **changes: object) -> MachineFacts:
-    values: dict[str, object] = {
-        "device": "cpu",
-        "cpu_flags": flags,
-        "torch_capability": capability,
-        "usable_cpus": 2,
-        "compute_cores": 1,
-    }
-    values.update(changes)
-    return MachineFacts(**values)  # type: ignore[arg-type]
 
 
 EPYC_AVX2 = cpu(AVX2, "AVX2")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fake_machines import AVX2, AVX512_BF16, cpu
 from typer.testing import CliRunner
 
 from vllm_extract.cli import app
 from vllm_extract.cli.exit_codes import for_error
 from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig
 from vllm_extract.engine.hardware import choose_dtype
-from vllm_extract.engine.machine_facts import MachineFacts, read_machine_facts
+from vllm_extract.engine.machine_facts import read_machine_facts
 from vllm_extract.exceptions import BudgetError, ConfigurationError
 from vllm_extract.readers import Document, iter_documents
 from vllm_extract.run.budgets import PROMPT_SLACK_TOKENS
@@ -136,27 +137,12 @@ def test_gold_entities_never_reach_a_prompt(tiny: str, tmp_path: Path) -> None:
 
 # -- the engine's settings chosen for the machine (issue 19) -----------------------------------------
 
-AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
-AVX512_BF16 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}
-
-
-def facts(flags: frozenset[str], capability: str = "AVX512", **changes: object) -> MachineFacts:
-    values: dict[str, object] = {
-        "device": "cpu",
-        "cpu_flags": flags,
-        "torch_capability": capability,
-        "usable_cpus": 2,
-        "compute_cores": 1,
-    }
-    values.update(changes)
-    return MachineFacts(**values)  # type: ignore[arg-type]
-
 
 def test_the_plan_chooses_the_dtype_and_step_budget_and_says_why(tiny: str) -> None:
     quick_start = Settings(VLLMConfig(model=tiny, max_completion_tokens=256), ExtractionConfig(chunk_tokens=2000))
     base = plan_for_local_model(quick_start)
     model, tokenizer = base.model, base.tokenizer
-    epyc = build_plan(quick_start, model, tokenizer, facts=facts(AVX2, "AVX2"))
+    epyc = build_plan(quick_start, model, tokenizer, facts=cpu(AVX2, "AVX2"))
     shown = epyc.as_dict()
     assert epyc.vllm.dtype == shown["dtype"] == "float32"  # what the engine is built with
     assert shown["dtype_reason"].startswith("float32: this CPU has no avx512_bf16/amx_bf16")
@@ -164,9 +150,9 @@ def test_the_plan_chooses_the_dtype_and_step_budget_and_says_why(tiny: str) -> N
     assert shown["step_budget_reason"].startswith(f"{epyc.vllm.max_num_batched_tokens} tokens per step")
     assert "avx2 fp32" in shown["step_budget_reason"] and shown["engine_settings_from"] == "plan"
     assert epyc.vllm.execute_model_timeout is None  # vLLM's 300 s holds the quick start's worst fp32 step
-    zen4 = build_plan(quick_start, model, tokenizer, facts=facts(AVX512_BF16))
+    zen4 = build_plan(quick_start, model, tokenizer, facts=cpu(AVX512_BF16))
     assert zen4.vllm.dtype == "bfloat16" and "avx512_bf16 (native bf16)" in zen4.as_dict()["dtype_reason"]
-    limited = build_plan(quick_start, model, tokenizer, facts=facts(AVX512_BF16, onednn_max_cpu_isa="AVX2"))
+    limited = build_plan(quick_start, model, tokenizer, facts=cpu(AVX512_BF16, onednn_max_cpu_isa="AVX2"))
     assert limited.vllm.dtype == "float32" and "ONEDNN_MAX_CPU_ISA=AVX2" in limited.as_dict()["dtype_reason"]
     # The dtype can change results: it is in the fingerprint (merge and --reuse then refuse a mix).
     assert fingerprint_parts(epyc)["dtype"] == "float32" and epyc.fingerprint != zen4.fingerprint
@@ -175,14 +161,14 @@ def test_the_plan_chooses_the_dtype_and_step_budget_and_says_why(tiny: str) -> N
 
 def test_dtype_override_and_a_slow_step_raise_the_timeout(tiny: str) -> None:
     base = plan_for_local_model(settings(tiny))
-    forced = build_plan(settings(tiny, dtype="bfloat16"), base.model, base.tokenizer, facts=facts(AVX2, "AVX2"))
+    forced = build_plan(settings(tiny, dtype="bfloat16"), base.model, base.tokenizer, facts=cpu(AVX2, "AVX2"))
     shown = forced.as_dict()
     assert (forced.vllm.dtype, shown["dtype_reason"]) == ("bfloat16", "--dtype bfloat16 (override)")
     # Emulated bf16 on one AVX2 core: even the smallest step needs more than a quarter of 300 s.
     assert forced.vllm.max_num_batched_tokens == 512
     assert forced.vllm.execute_model_timeout == shown["execute_model_timeout_s"] > 300
     assert "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=" in shown["step_budget_reason"]
-    gpu = facts(AVX2, device="gpu")
+    gpu = cpu(AVX2, device="gpu")
     on_gpu = build_plan(settings(tiny), base.model, base.tokenizer, facts=gpu)
     assert (on_gpu.vllm.dtype, on_gpu.vllm.max_num_batched_tokens) == ("auto", 16384)  # vLLM's own
     assert on_gpu.vllm.execute_model_timeout is None
