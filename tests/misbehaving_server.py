@@ -14,6 +14,10 @@ Kinds: ``"503"``, ``"429"`` (with ``Retry-After: 0``), ``"drop"`` (close the soc
 answer), ``"slow"`` (sleep ``slow_seconds`` before answering), ``"400"`` (a plain bad request),
 ``"overflow"`` (vLLM's 400 for a prompt over the context length), ``"ok"``.
 
+Answers: ``answers[word] = content`` (or ``(content, finish_reason)``) answers every chat request
+whose prompt contains ``word`` with that content instead (the first key found, in insertion order):
+a model that writes prose, other JSON, or an answer cut at ``max_tokens`` (``"length"``).
+
 Counters: ``seen[prompt]`` (attempts per prompt, prompt = last user message), ``answered[prompt]``
 (successful answers), ``bodies`` (every chat request body) and ``headers`` (every request's headers).
 """
@@ -60,6 +64,7 @@ class MisbehavingServer:
         self.always: str | None = None
         self.refuse_grammars = False  # answer 400 to any request whose structured_outputs has a grammar
         self.plan: dict[str, list[str]] = {}
+        self.answers: dict[str, str | tuple[str, str]] = {}
         self.seen: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
@@ -129,6 +134,11 @@ class MisbehavingServer:
 
     def completion(self, body: dict[str, Any], prompt: str) -> dict[str, Any]:
         content = json.dumps({"entities": [{"type": "PERSON", "text": first_capitalized(prompt)}]})
+        finish_reason = "stop"
+        for word, answer in self.answers.items():
+            if word in prompt:
+                content, finish_reason = answer if isinstance(answer, tuple) else (answer, "stop")
+                break
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         completion_tokens = len(content.split())
         with self._lock:
@@ -142,7 +152,7 @@ class MisbehavingServer:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {

@@ -82,16 +82,26 @@ def test_parse_filters_wrong_types_and_unknown_labels() -> None:
     ['{"entities": {"type": "PERSON"}}', '{"other": []}', "[1, 2]", '"text"', "42", "null"],
 )
 def test_parse_valid_json_without_entity_list(content: str) -> None:
-    entities, note = parse_response(content, ALLOWED)
-    assert entities == []
-    assert note == "response had no entities list"
+    parsed = parse_response(content, ALLOWED)
+    assert parsed.entities == [] and parsed.unparsable  # an error record, not "nothing found"
+    assert parsed.note == "response had no entities list"
 
 
 @pytest.mark.parametrize("content", ["", "garbage", "I cannot help with that.", "<html>", "}{", "```json\n```"])
 def test_parse_garbage(content: str) -> None:
-    entities, note = parse_response(content, ALLOWED)
-    assert entities == []
-    assert note is not None
+    parsed = parse_response(content, ALLOWED)
+    assert parsed.entities == [] and parsed.unparsable
+    assert parsed.note is not None
+
+
+def test_an_empty_list_or_a_begun_list_is_an_answer_and_anything_else_is_not() -> None:
+    assert not parse_response('{"entities": []}', ALLOWED).unparsable  # nothing found
+    assert not parse_response('{"entities": [', ALLOWED).unparsable  # cut: the list began
+    assert not parse_response('{"entities": [{"type": "PERSON", "text": "Ada"}, {"ty', ALLOWED).unparsable
+    for cut in ('{"entit', "{", "Sure! Here they are: {", '{"thinking": "the people are'):
+        parsed = parse_response(cut, ALLOWED)
+        assert parsed.unparsable and parsed.note == "response JSON was incomplete and had no entities list"
+    assert parse_response("I cannot help.", ALLOWED).note == "response is not JSON and holds no entities list"
 
 
 FULL = '{"entities": [{"type": "PERSON", "text": "Ada Lovelace"}, {"type": "MONEY", "text": "$5, or 6"}, '

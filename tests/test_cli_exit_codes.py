@@ -89,3 +89,24 @@ def test_a_crash_exits_70_with_its_traceback_not_1(monkeypatch: pytest.MonkeyPat
     result = runner.invoke(app, ["plan", str(tmp_path)])
     assert result.exit_code == 70 and "/tokenize failed" in result.output and "crashed" in result.output
     assert "Traceback" not in result.output  # an error of the tree says what happened itself
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["config", "show"], ["gpu-status", "--json"]])
+def test_a_closed_standard_output_is_exit_141_without_a_word(args: list[str]) -> None:
+    """``vllm-extract --help | head -1`` said "crashed (exit 70)" (``config show``) or exited 1
+    (rich's help: "some documents failed"): a reader that went away is 141 now, as the shell
+    reports ``cat``, with nothing on stderr. The real entry point, stdout a pipe already closed."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vllm_extract.cli", *args], stdout=write, stderr=subprocess.PIPE, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 141 == ExitCode.CLOSED_PIPE, done.stderr.decode()[-2000:]
+    assert done.stderr == b""

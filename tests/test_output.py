@@ -273,6 +273,44 @@ def test_second_writer_gets_lock_held_error(tmp_path: Path) -> None:
     assert lock.read_text() == ""  # released: the file stays, emptied
 
 
+def test_a_symlink_to_the_output_shares_its_lock(tmp_path: Path) -> None:
+    """Two runs writing one file under two names used to take two locks (named from the path as
+    given), both run, and write one file: the lock is named from the real path now."""
+    out = tmp_path / "out.jsonl"
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(out.name)  # dangling until the first run creates out.jsonl
+    (tmp_path / "via").symlink_to(tmp_path, target_is_directory=True)
+    for other in (link, tmp_path / "via" / "out.jsonl"):
+        with OutputWriter(out, overwrite=True) as first:
+            with pytest.raises(LockHeldError):
+                OutputWriter(other, overwrite=True).open()
+            first.write([_rec(0, "a")])
+        with OutputWriter(other, resume=True) as second:  # and the other way round
+            assert second.lock_path == tmp_path / "out.jsonl.lock"
+            with pytest.raises(LockHeldError):
+                OutputWriter(out, overwrite=True).open()
+        assert _lines(out) == [_rec(0, "a")]
+    assert not (tmp_path / "latest.jsonl.lock").exists()
+
+
+def test_a_hard_linked_output_is_refused(tmp_path: Path) -> None:
+    """A hard link has no real path to share a lock through: an output with two names is refused
+    (exit 2), in every mode, and neither name is touched."""
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(_raw(_rec(0, "old")))
+    os.link(out, tmp_path / "snapshot.jsonl")
+    for name in (out, tmp_path / "snapshot.jsonl"):
+        for mode in ({"overwrite": True}, {"resume": True}, {}):
+            with pytest.raises(OutputError, match="2 names of one file") as info:
+                OutputWriter(name, **mode).open()
+            assert for_error(info.value) == 2
+    assert out.read_bytes() == _raw(_rec(0, "old"))
+    (tmp_path / "snapshot.jsonl").unlink()  # one name again: written as usual
+    with OutputWriter(out, overwrite=True) as writer:
+        writer.write([_rec(0, "new")])
+    assert _lines(out) == [_rec(0, "new")]
+
+
 def test_lock_held_by_another_process(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     lock = tmp_path / "out.jsonl.lock"

@@ -26,6 +26,16 @@ def test_the_files_beside_the_output() -> None:
     assert manifest_path("out-2.jsonl") == Path("out-2.jsonl.shard.json")
 
 
+def test_the_files_beside_a_symlinked_output_sit_beside_the_real_file(tmp_path: Path) -> None:
+    real = tmp_path / "runs" / "2024-01-02.jsonl"
+    real.parent.mkdir()
+    (tmp_path / "latest.jsonl").symlink_to(real)  # before the run: the target need not exist
+    (tmp_path / "alias").symlink_to(real.parent, target_is_directory=True)
+    for given in (tmp_path / "latest.jsonl", tmp_path / "alias" / real.name):
+        for beside in (lock_path, run_settings_path, engine_log_path, manifest_path):
+            assert beside(given) == beside(real) == real.with_name(real.name + beside(Path("x")).name[1:])
+
+
 def test_atomic_write_replaces_keeps_the_mode_and_leaves_nothing_behind(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
     atomic_write(path, b"first")

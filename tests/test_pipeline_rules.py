@@ -26,3 +26,68 @@ def test_text_hash_is_of_the_utf8_text() -> None:
     assert text_sha256("a") == "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
     assert text_sha256("José") == hashlib.sha256("José".encode()).hexdigest()
     assert len(text_sha256("memo_\udcff")) == 64  # a lone surrogate (non-UTF-8 input) still hashes
+
+
+def test_an_answer_with_no_entities_list_is_an_error_that_reuse_retries(tmp_path, misbehaving_server) -> None:
+    """A model answer that is not JSON, or JSON with no ``entities`` list, used to give an ``ok``
+    record with no entities (exit 0), which ``--reuse`` then copied for good. It is an
+    ``unparsable_response`` error now; ``{"entities": []}`` and a cut answer whose list began
+    stay ``ok``. The whole path over HTTP: a scripted server, the pipeline, the writer, reuse."""
+    import asyncio
+
+    import orjson
+
+    from vllm_extract.cli.exit_codes import for_outcome
+    from vllm_extract.config import Settings, VLLMConfig
+    from vllm_extract.output import read_records
+    from vllm_extract.run.runner import RunOptions, run_job
+
+    server = misbehaving_server(tokenize=True)
+    server.answers = {
+        "Prose": "I cannot help with that.",
+        "Other": '{"result": "none found"}',
+        "Nothing": '{"entities": []}',
+        "Cutoff": ('{"entities": [{"type": "PERSON", "text": "Cutoff"}, {"ty', "length"),
+        "Rambling": ("Sure! Let me think about the people named in this", "length"),
+    }
+    texts = {
+        "prose": "Prose from Ada.",
+        "other": "Other JSON for Ada.",
+        "nothing": "Nothing named here.",
+        "ada": "Ada Lovelace wrote notes.",
+        "cut": "Cutoff wrote to Ada.",
+        "rambling": "Rambling about Ada.",
+    }
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(orjson.dumps({"id": k, "text": v}) + b"\n" for k, v in texts.items()))
+    settings = Settings(VLLMConfig(model="test-model", base_url=server.url, max_completion_tokens=16))
+
+    def run(out: str, **options: object):
+        return asyncio.run(run_job([str(src)], tmp_path / out, settings, RunOptions(backend="http", **options)))
+
+    result = run("first.jsonl")
+    records = {r["id"]: r for r in read_records(tmp_path / "first.jsonl")}
+    kinds = {k: r.get("error", {}).get("kind", r["status"]) for k, r in records.items()}
+    assert kinds == {
+        "prose": "unparsable_response",
+        "other": "unparsable_response",
+        "nothing": "ok",
+        "ada": "ok",
+        "cut": "ok",
+        "rambling": "unparsable_response",
+    }
+    assert for_outcome(result.outcome) == 1 and result.summary.errors_by_kind["unparsable_response"] == 3
+    assert "I cannot help with that." in records["prose"]["error"]["message"]
+    assert records["nothing"]["entities"] == [] and records["cut"]["truncated_chunks"] == [0]
+    assert [e["text"] for e in records["cut"]["entities"]] == ["Cutoff"]  # salvaged from the cut answer
+    assert records["rambling"]["truncated_chunks"] == [0]
+    # --resume keeps error records as it keeps every generation error (the exit code still says 1);
+    # --reuse copies only ok records: the three are asked again, the others copied.
+    assert for_outcome(run("first.jsonl", resume=True).outcome) == 1
+    asked = server.chat_requests
+    server.answers = {}  # the model behaves now
+    again = run("second.jsonl", reuse=[tmp_path / "first.jsonl"])
+    assert for_outcome(again.outcome) == 0
+    second = {r["id"]: r for r in read_records(tmp_path / "second.jsonl")}
+    assert {k for k, r in second.items() if not r.get("reused")} == {"prose", "other", "rambling"}
+    assert server.chat_requests - asked == 3

@@ -112,6 +112,27 @@ def test_run_never_writes_over_its_input_and_checks_paths_before_loading(tmp_pat
     assert result.exit_code == 2 and "is also FILE" in result.output and source.read_bytes() == LINES
 
 
+def test_an_output_that_is_an_existing_folder_is_refused_before_the_run(tmp_path: Path, dead_server_url: str) -> None:
+    """``--report DIR`` crashed after the whole run (exit 70), ``--out DIR --overwrite`` too: now
+    exit 2 up front, naming the option, before any engine or server is tried (the dead server
+    would be exit 3)."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(LINES)
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    with pytest.raises(OutputError, match=r"--metrics-file .*reports is a folder"):
+        check_written_paths({"--out": tmp_path / "o.jsonl", "--metrics-file": folder})
+    http = ["--backend", "http", "--server", dead_server_url, "--model", "tiny"]
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["run", str(source), "--out", str(out), "--report", str(folder), *http])
+    assert result.exit_code == 2 and "--report" in result.output and "is a folder" in result.output, result.output
+    assert not out.exists() and list(folder.iterdir()) == []
+    for extra in (["--overwrite"], [], ["--resume"]):
+        result = runner.invoke(app, ["run", str(source), "--out", str(folder), *extra, *http])
+        assert result.exit_code == 2 and "--out" in result.output and "is a folder" in result.output, result.output
+    assert folder.is_dir() and list(folder.iterdir()) == []
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The real command in a subprocess: its file descriptors are real, so the engine log is too."""
     return subprocess.run(

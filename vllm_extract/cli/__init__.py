@@ -8,12 +8,26 @@ One module per command group; each registers its commands on ``_app.app`` when i
 
 from __future__ import annotations
 
+import sys
+
 from . import eval, gpu, merge, models, review, run  # noqa: F401 - importing registers the commands
-from ._app import app
+from ._app import app, closed_pipe, exit_quietly_on_closed_pipes
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Output still buffered when the command ends is flushed here,
+    so that a reader gone by then (``| head``) is exit 141 too, not "Exception ignored" and 120."""
+    exit_quietly_on_closed_pipes()
+    try:
+        app()
+    except SystemExit as exit:
+        code = exit.code
+    else:
+        code = 0
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = closed_pipe().exit_code
+    sys.exit(code)

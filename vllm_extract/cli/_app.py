@@ -3,7 +3,8 @@
 It parses flags, builds Settings (CLI > env > file > defaults), calls the library, and is the one
 place that turns errors and outcomes into exit codes: the table and its rules are
 ``exit_codes.py``; ``_fail`` prints an error of the tree, ``_Commands`` catches what a command
-did not (an unexpected error is a crash, exit 70, with its traceback).
+did not (an unexpected error is a crash, exit 70, with its traceback; a closed standard output,
+``| head``, is exit 141 without a word: ``closed_pipe``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,46 @@ class _Commands(TyperGroup):
     errors, aborts and interrupts pass through to Click as they are.
     """
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:  # `vllm-extract --help` prints here
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            raise closed_pipe() from None
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):  # exits, usage errors: Typer's own
             raise
+        except BrokenPipeError:  # `vllm-extract config show | head -1`: not a crash
+            raise closed_pipe() from None
         except Exception as exc:  # noqa: BLE001 - the one place every other error gets its code
             raise _fail(exc) from None
+
+
+def closed_pipe() -> typer.Exit:
+    """Standard output's reader went away (``| head``): point stdout at /dev/null, so that the
+    flush at exit cannot fail again and print "Exception ignored", and exit 141 (128 + SIGPIPE,
+    what the shell reports for ``cat`` in the same place) without a word."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's captured stdout): nothing to flush
+        pass
+    return typer.Exit(int(ExitCode.CLOSED_PIPE))
+
+
+def _rich_closed_pipe(self: Console) -> None:
+    raise SystemExit(closed_pipe().exit_code)
+
+
+def exit_quietly_on_closed_pipes() -> None:
+    """Make rich's own handling of a closed stdout (Typer's help, tables) exit 141 too: rich
+    redirects stdout and exits 1 (``Console.on_broken_pipe``, its documented hook), and 1 here
+    means "some documents failed". The console-script entry point calls this: the process is
+    the CLI's then, and library users keep rich as it is."""
+    Console.on_broken_pipe = _rich_closed_pipe  # type: ignore[method-assign]
 
 
 app = typer.Typer(

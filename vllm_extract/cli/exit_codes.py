@@ -8,8 +8,9 @@ The library never chooses a code: it raises an error of ``exceptions.py``'s tree
 outcome (``run.runner.RunOutcome``); ``for_error`` and ``for_outcome`` here map them. Anything
 else that escapes a command (an ``OSError`` such as a full disk, a ``GenerationError`` while
 preparing, a bug) is a crash (70), never mistaken for "finished with error records" (1).
-Codes 70 and 75 are ``EX_SOFTWARE`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``; 130 and 143 are
-the shell's 128 + signal number.
+Codes 70 and 75 are ``EX_SOFTWARE`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``; 130, 141 and 143
+are the shell's 128 + signal number (141: SIGPIPE, what the shell reports for ``cat`` or ``yes``
+whose reader closed the pipe; Python ignores SIGPIPE, so the CLI exits 141 itself, quietly).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ExitCode(IntEnum):
     CRASH = 70
     STOPPED = 75
     SIGINT = 130
+    CLOSED_PIPE = 141
     SIGTERM = 143
 
 
@@ -57,8 +59,8 @@ TABLE: tuple[tuple[ExitCode, str], ...] = (
     (
         ExitCode.USAGE,
         "usage or configuration error, nothing run: a bad flag, key or model name; budgets that leave no "
-        "room for text; an output that exists without `--resume`/`--overwrite`, is an input or is in a "
-        "missing folder; a `--resume` that would mix runs; a damaged output",
+        "room for text; an output that exists (not empty) without `--resume`/`--overwrite`, has hard links, "
+        "is an input, is a folder or is in a missing folder; a `--resume` that would mix runs; a damaged output",
     ),
     (
         ExitCode.UNAVAILABLE,
@@ -83,6 +85,10 @@ TABLE: tuple[tuple[ExitCode, str], ...] = (
         "stand; rerun with `--resume` later",
     ),
     (ExitCode.SIGINT, "interrupted by SIGINT: finished documents are written; rerun with `--resume`"),
+    (
+        ExitCode.CLOSED_PIPE,
+        "the reader of standard output went away (`| head` closed the pipe): stopped quietly, as `cat` does",
+    ),
     (ExitCode.SIGTERM, "interrupted by SIGTERM: finished documents are written; rerun with `--resume`"),
 )
 

@@ -7,6 +7,13 @@ Beside ``--out`` (``OUT``) a run keeps, and these functions are the one place th
     OUT.engine.log   the engine's own output (the CLI sends it there unless ``--verbose``)
     OUT.shard.json   the manifest a finished shard run writes (``shards``; ``merge`` reads it)
 
+They are named from the real path of ``OUT`` (``os.path.realpath``): an ``OUT`` given through a
+symlink (to the file, or to a folder above it) has them beside the file it names, so two runs
+writing one file under two names take one lock, and ``--resume`` through either name finds the
+same ``OUT.run.json``. An ``OUT`` that involves no symlink keeps the path as given (relative stays
+relative, for messages). A hard link is another name for the same inode with no real path to
+resolve to: ``OutputWriter`` refuses an ``OUT`` with more than one (``writer``).
+
 ``atomic_write`` is the one way a whole file is replaced (the report, the metrics, ``OUT.run.json``,
 a shard manifest, a stored text, the review page); ``same_file`` says whether two paths name one file.
 """
@@ -31,6 +38,9 @@ __all__ = [
 
 def _beside(out: Path | str, suffix: str) -> Path:
     out = Path(out)
+    real = Path(os.path.realpath(out))
+    if real != Path(os.path.abspath(out)):  # a symlink on the way: beside the file it names
+        out = real
     return out.with_name(out.name + suffix)
 
 

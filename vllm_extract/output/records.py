@@ -103,6 +103,7 @@ class ErrorKind(StrEnum):
     CONTEXT_OVERFLOW = "context_overflow"
     GENERATION_FAILED = "generation_failed"
     POISON_REQUEST = "poison_request"
+    UNPARSABLE_RESPONSE = "unparsable_response"
     # The writer
     INTERNAL = "internal"
 
@@ -143,6 +144,13 @@ ERROR_KIND_DOCS: dict[ErrorKind, tuple[str, str]] = {
         "extraction",
         "a request of this document killed a fresh engine again, alone (see the engine log); entities of the "
         "other chunks are kept",
+    ),
+    ErrorKind.UNPARSABLE_RESPONSE: (
+        "extraction",
+        "the model's answer for some chunks held no `entities` list (prose, other JSON, or cut off before "
+        "the list began), so nothing is known about them; entities of the other chunks are kept. "
+        '`{"entities": []}` is an answer (nothing found). `--reuse` extracts the document again; '
+        "`--resume` keeps it, as it keeps every error record",
     ),
     ErrorKind.INTERNAL: (
         "writer",
@@ -242,7 +250,7 @@ class Record(_Model):
     entities: list[EntityRecord] | SkipJsonSchema[None] = Field(
         default=None,
         description="Entities found, in text order. Always present when `status` is `ok`; also on a "
-        "`generation_failed` error (the chunks that succeeded).",
+        "`generation_failed`, `poison_request` or `unparsable_response` error (the chunks that succeeded).",
     )
     chunks: NonNegativeInt | SkipJsonSchema[None] = Field(
         default=None, description="Chunks the document was split into (requests sent, retries aside)."

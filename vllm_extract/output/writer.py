@@ -20,7 +20,15 @@ was done is in ``done`` (index -> ``DoneRecord``), ``done_errors`` counts its er
 ``previous_settings`` holds the settings saved by that run (``OUT.run.json``), if any; check them
 against the current run with ``resume.ResumeGuard`` before generating anything.
 
-Without resume an existing non-empty output is never overwritten unless ``overwrite=True``.
+Without resume an existing non-empty output is never overwritten unless ``overwrite=True``; an
+empty one (0 bytes: what a run that failed before its first record leaves, e.g. the model did not
+load) holds nothing to lose and is written over.
+
+The lock is named from the output's real path (``files``), so a symlink to the output shares its
+lock. A hard link cannot be resolved that way: an output with more than one name (``st_nlink`` >
+1) is refused (``OutputError``). Two runs through two hard links would each hold their own lock
+and write one file, and a run writing in place would change the file under its other names too
+(a ``cp -al`` snapshot, say).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -104,6 +113,7 @@ class OutputWriter:
         parent = self.path.parent
         if not parent.is_dir():
             raise OutputError(f"output folder {parent} does not exist", hint="create it first")
+        _refuse_hard_links(self.path)
         self._acquire_lock()
         try:
             exists = self.path.exists() and self.path.stat().st_size > 0
@@ -316,6 +326,20 @@ class OutputWriter:
                 stream.close()
         self._out = self._errors = None
         self._release_lock()
+
+
+def _refuse_hard_links(path: Path) -> None:
+    """Refuse an output that is one of several names of a file (see the module docstring)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return  # not there yet (or unreadable: open says so)
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        raise OutputError(
+            f"{path} is one of {info.st_nlink} names of one file (hard links): another run writing it under "
+            "another name would not see this run's lock, and writing it changes every name",
+            hint=f"break the link first (cp {path} TMP && mv TMP {path}), or write to another --out",
+        )
 
 
 def _read_pid(fd: int) -> int | None:

@@ -47,9 +47,10 @@ def check_written_paths(
     folder ``--texts`` fills with ``<sha256>.txt`` files (created when missing).
 
     Raises ``OutputError`` naming the option when a path's folder does not exist or cannot be
-    written, when it is an input file, a file a folder input would read, or a file given to a
-    ``read`` option, when two options name the same file, and when ``texts_dir`` is not a folder
-    or sits where a folder input's globs would read the stored texts.
+    written, when the path is an existing folder, when it is an input file, a file a folder input
+    would read, or a file given to a ``read`` option, when two options name the same file, and
+    when ``texts_dir`` is not a folder or sits where a folder input's globs would read the stored
+    texts.
     """
     given = {flag: Path(path) for flag, path in written.items() if path is not None}
     globs = tuple(globs)
@@ -63,6 +64,9 @@ def check_written_paths(
             raise OutputError(f"{flag} {path}: the folder {folder} does not exist", hint="create it first")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"{flag} {path}: the folder {folder} is not writable", hint="choose another path")
+        if path.is_dir():
+            # Found up front: writing it used to fail only once the whole run was done (exit 70).
+            raise OutputError(f"{flag} {path} is a folder, not a file", hint="name a file (in that folder, say)")
         real = os.path.realpath(path)
         if real in seen:
             raise OutputError(f"{flag} and {seen[real]} name the same file {path}", hint="give each its own path")

@@ -406,6 +406,7 @@ class ExtractionPipeline:
         truncated: list[int] = []
         notes: list[str] = []
         failed: list[str] = []
+        unparsable: list[str] = []
         poison = False
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         for i, prepared in enumerate(work.chunks):
@@ -416,10 +417,14 @@ class ExtractionPipeline:
                 poison = poison or response.error_kind == "poison_request"
                 failed.append(f"chunk {prepared.chunk.index}: {response.error}")
                 continue
-            raw, note = parse_response(response.content, ext.type_names)
+            answer = parse_response(response.content, ext.type_names)
+            raw, note = answer
             if response.truncated:
                 truncated.append(prepared.chunk.index)
-            elif note:
+            if answer.unparsable:  # not "nothing found": an error, retried by --reuse
+                unparsable.append(f"chunk {prepared.chunk.index}: {note}: {response.content[:80]!r}")
+                continue
+            if note and not response.truncated:
                 notes.append(f"chunk {prepared.chunk.index}: {note}")
             parsed.append((prepared.chunk, raw))
         mentions = cast(Mentions, ext.mentions)  # validated by ExtractionConfig
@@ -443,11 +448,13 @@ class ExtractionPipeline:
             record["truncated_chunks"] = truncated
         if notes:
             record["warnings"] = notes
-        if failed:
+        if failed or unparsable:
+            what = "failed" if failed else "got an answer with no entities list"
             record["status"] = "error"
             record["error"] = {
-                "kind": "poison_request" if poison else "generation_failed",
-                "message": f"{len(failed)} of {len(work.chunks)} chunks failed: " + "; ".join(failed[:3]),
+                "kind": "poison_request" if poison else "generation_failed" if failed else "unparsable_response",
+                "message": f"{len(failed) + len(unparsable)} of {len(work.chunks)} chunks {what}: "
+                + "; ".join([*failed, *unparsable][:3]),
             }
         return record
 
