@@ -258,3 +258,27 @@ def test_run_end_to_end_non_terminal(tmp_path, tiny_model_path):
     assert data["summary"]["engine"]["steps"] > 0
     assert 'vllm_extract_documents{model="tiny",status="ok"} 7' in metrics.read_text()
     assert (tmp_path / "entities.jsonl.engine.log").exists()  # the engine's own output, not the terminal
+
+
+def test_an_empty_output_left_by_a_failed_run_is_written_by_a_plain_rerun(
+    tmp_path, dead_server_url, misbehaving_server
+):
+    """The output is opened (and locked) before the model loads or a server answers, so a failed
+    first attempt leaves a 0-byte --out. It holds nothing to lose: the nightly rerun needs no flag
+    (README "Nightly runs"; the exit-code table says "exists (not empty)"). One byte is refused."""
+    from vllm_extract.cli.exit_codes import help_text
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "Ada Lovelace wrote."}\n')
+    out = tmp_path / "o.jsonl"
+    failed = runner.invoke(app, ["run", str(src), "--out", str(out), "--backend", "http", "--server", dead_server_url])
+    assert failed.exit_code == 3 and out.exists() and out.stat().st_size == 0, failed.output
+    server = misbehaving_server(tokenize=True)
+    http = ["--backend", "http", "--server", server.url, "--model", "test-model", "--quiet"]
+    rerun = runner.invoke(app, ["run", str(src), "--out", str(out), *http])
+    assert rerun.exit_code == 0, rerun.output
+    assert [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()] == ["a"]
+    out.write_bytes(b"\n")
+    refused = runner.invoke(app, ["run", str(src), "--out", str(out), *http])
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert "an output that exists (not empty) without --resume/--overwrite" in " ".join(help_text().split())
