@@ -28,6 +28,16 @@ def test_help_lists_commands_with_examples_and_exit_codes():
     assert "Exit codes:" in shown and "70 crashed" in shown  # every code: test_cli_exit_codes.py
 
 
+def test_run_and_plan_help_name_every_kind_of_input():
+    """``run --help`` said "JSONL files, folders, or -": a single PDF or text file is an input too."""
+    import typer
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name in ("run", "plan"):
+        inputs = next(p for p in commands[name].params if p.name == "inputs")
+        assert "text, Markdown, PDF, DOCX, HTML: one document each" in inputs.help, name
+
+
 def test_gpu_status_without_driver_exits_3_with_one_line(monkeypatch):
     # The real NVML path on a machine without an NVIDIA driver (this one and CI).
     if gpu_driver_present():
@@ -38,6 +48,8 @@ def test_gpu_status_without_driver_exits_3_with_one_line(monkeypatch):
     assert result.returncode == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "driver" in lines[0] and "Traceback" not in result.stderr
+    # The hint named --skip-gpu-check as if gpu-status took it (Typer's "Error: No such option").
+    assert "`run --skip-gpu-check`" in lines[0]
     # Issue 13: with --json the answer is one JSON document on stdout, the error in it; still exit 3.
     as_json = subprocess.run(
         [sys.executable, "-m", "vllm_extract.cli", "gpu-status", "--json"], capture_output=True, text=True, timeout=60

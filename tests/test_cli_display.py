@@ -128,6 +128,25 @@ def test_plain_mode_says_the_phase_then_prints_periodic_lines_errors_and_summary
     assert display.snapshot()["phase"] == "generating"
 
 
+def test_documents_done_before_the_first_answer_do_not_show_zero_tok_s() -> None:
+    """Bad inputs and reused documents are done before anything is generated: the line counted
+    them and said `gen 0 tokens 0 tok/s` while the run still waited for its first answer. It
+    says it is waiting now."""
+    console, out = plain_console()
+    clock = FakeClock()
+    with RunDisplay(console, log_interval=5, clock=clock, tick_seconds=None) as display:
+        display(RunStarted(documents_total=4, model="tiny", backend="direct", exact_tokens=True))
+        display(EnginePhase("prefill", 900))
+        display(DocumentDone("bad", "error", 0, 0, error_kind="malformed_json", message="not JSON"))
+        clock.now += 5
+        display.tick()
+    line = out.getvalue().splitlines()[-1]
+    assert line == (
+        "[00:00:05] documents 1/4 (25.0%) errors 1, waiting for the first answer: 900 prompt tokens in flight "
+        "(00:00:05)"
+    )
+
+
 def test_quiet_mode_prints_only_errors_and_summary() -> None:
     console, out = plain_console()
     clock = FakeClock()

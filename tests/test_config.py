@@ -226,6 +226,10 @@ def test_unknown_override(tmp_path: Path) -> None:
         ("http_timeout = -1\n", None, "http_timeout"),
         ("http_timeout = 0\n", None, "http_timeout"),
         ("http_timeout = nan\n", None, "http_timeout"),
+        # Accepted with a warning ("enforces temperature 0.0"), as if a number: a typo is refused.
+        ("default_temperature = nan\n", None, "default_temperature"),
+        ("default_temperature = inf\n", None, "default_temperature"),
+        (None, {"VLLM_EXTRACT_DEFAULT_TEMPERATURE": "-inf"}, "default_temperature"),
         (None, {"VLLM_EXTRACT_HTTP_TIMEOUT": "0"}, "http_timeout"),
         ("max_engine_restarts = -1\n", None, "max_engine_restarts"),
         ("gpu_id = -1\n", None, "gpu_id"),

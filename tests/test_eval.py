@@ -390,6 +390,19 @@ def test_cli_eval_bad_pred_and_bad_gold_name_the_line(pair, tmp_path):
     assert runner.invoke(app, ["eval", str(p), "--gold", str(g), "--min-f1", "2"]).exit_code == 2
 
 
+def test_cli_eval_with_no_gold_document_in_pred_is_exit_2(pair, tmp_path):
+    """PRED and gold with no id in common (the wrong file, another id scheme) printed F1 0 and
+    exited 0; it is an input error now, naming an id of each side. Some in common: scored."""
+    _, g = pair
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "memo.txt", "status": "ok", "entities": []}])
+    for args in ([], ["--json"]):
+        result = runner.invoke(app, ["eval", str(other), "--gold", str(g), *args])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert "no document of" in result.stderr and "'memo.txt'" in result.stderr and "'d1'" in result.stderr
+    some = write_jsonl(tmp_path / "some.jsonl", [{"id": "d2", "status": "ok", "entities": []}])
+    assert runner.invoke(app, ["eval", str(some), "--gold", str(g)]).exit_code == 0  # d1 counts as missed
+
+
 def test_cli_eval_rich_table_on_a_wide_terminal_plain_on_a_narrow_one(pair, monkeypatch):
     p, g = pair
     monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats stdout as a terminal

@@ -116,6 +116,8 @@ class VLLMConfig:
     batch_invariant: bool = False
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.default_temperature):  # nan/inf: a typo, not a temperature to warn about
+            raise ConfigurationError(f"default_temperature must be a finite number, got {self.default_temperature}")
         if self.default_temperature != ENFORCED_TEMPERATURE or self.seed != ENFORCED_SEED:
             logger.warning(
                 "temperature %s / seed %s requested; vllm-extract enforces temperature %s and seed %s "

@@ -423,12 +423,15 @@ class RunDisplay:
                 parts = [f"[{format_duration(elapsed)}] {phase}"]
             else:
                 parts = [f"[{format_duration(elapsed)}] documents {self._documents_text()}"]
-                if eta is not None:
-                    parts.append(f"eta {format_duration(eta)}")
-                parts.append(
-                    f"chunks {self.chunks_done} prompt {format_tokens(self.prompt_tokens)} "
-                    f"gen {format_tokens(self.generated_tokens)} tokens {tok_s:.0f} tok/s errors {self.errors}"
-                )
+                if phase is not None and self.phase == "prefill":  # only reused or bad inputs done yet
+                    parts.append(f"errors {self.errors}, {phase}")  # no rate or eta before any answer
+                else:
+                    if eta is not None:
+                        parts.append(f"eta {format_duration(eta)}")
+                    parts.append(
+                        f"chunks {self.chunks_done} prompt {format_tokens(self.prompt_tokens)} "
+                        f"gen {format_tokens(self.generated_tokens)} tokens {tok_s:.0f} tok/s errors {self.errors}"
+                    )
             memory = []
             for r in self.readings.values():
                 text = f"{r.device} {r.fraction * 100:.0f}% mem"

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 EVAL_EXIT_HELP = (
     "Exit codes (of the table in `vllm-extract --help`): 0 scored; 1 strict micro F1 below --min-f1; "
-    "2 usage or input error (bad JSONL, duplicate ids, gold span not matching its text, bad --map)."
+    "2 usage or input error (bad JSONL, duplicate ids, gold span not matching its text, bad --map, "
+    "no gold document in PRED)."
 )
 
 gold_app = typer.Typer(help="Build gold files (hand-labelled spans) for `vllm-extract eval`.", no_args_is_help=True)
@@ -67,6 +68,7 @@ def eval_command(
         gold_docs = load_gold(gold)
         predictions = load_predictions(pred)
         result = evaluate(gold_docs, predictions, type_map=mapping, expected_types=expected)
+        _refuse_disjoint_ids(result, gold, pred)
     except VLLMClientError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -78,6 +80,22 @@ def eval_command(
     if min_f1 is not None and result.strict_f1 < min_f1:
         err.print(f"strict micro F1 {result.strict_f1:.4f} is below --min-f1 {min_f1}", highlight=False)
         raise typer.Exit(ExitCode.DOCUMENT_ERRORS)  # the result falls short: code 1 of the table
+
+
+def _refuse_disjoint_ids(result: EvalResult, gold: Path, pred: Path) -> None:
+    """No gold document is in PRED: a wrong file or another id scheme, never a score (it used to
+    print F1 0 and exit 0). Raises ``InputError`` (exit 2) with an id of each side."""
+    counts = result.documents
+    if counts.gold == 0 or len(counts.missing) < counts.gold:
+        return
+    from ..exceptions import InputError
+
+    theirs = f" (e.g. {counts.pred_without_gold[0]!r})" if counts.pred_without_gold else ""
+    raise InputError(
+        f"no document of {pred}{theirs} is in the gold file {gold} (e.g. {counts.missing[0]!r}): "
+        "nothing to score",
+        hint="check that PRED is the run over the gold documents and that both use the same ids (--id-field)",
+    )
 
 
 def _print_result(result: EvalResult) -> None:

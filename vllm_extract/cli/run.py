@@ -44,10 +44,15 @@ from ._app import (
 from .display import RunDisplay
 from .exit_codes import ExitCode, for_outcome
 
+INPUTS_HELP = (
+    "Files (JSONL: a document per line; text, Markdown, PDF, DOCX, HTML: one document each), folders "
+    "(read recursively for --glob), or - for JSONL on stdin."
+)
+
 
 @app.command(epilog=EXIT_CODES_HELP)
 def run(
-    inputs: Annotated[list[str], typer.Argument(help="JSONL files, folders, or - for JSONL on stdin.")],
+    inputs: Annotated[list[str], typer.Argument(help=INPUTS_HELP)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output JSONL: one line per input document.")],
     config: ConfigOpt = None,
     model: ModelOpt = None,
@@ -223,7 +228,7 @@ class _stop_on_signals:
 
 @app.command()
 def plan(
-    inputs: Annotated[list[str], typer.Argument(help="JSONL files, folders, or - for stdin.")],
+    inputs: Annotated[list[str], typer.Argument(help=INPUTS_HELP)],
     config: ConfigOpt = None,
     model: ModelOpt = None,
     types: TypesOpt = None,

