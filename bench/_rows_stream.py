@@ -43,7 +43,8 @@ from vllm_extract import Document, OutputWriter, RunOptions, run_job
 from vllm_extract.clients.base import VLLMClientInterface
 from vllm_extract.clients.followups import looping
 from vllm_extract.clients.stream import StreamItem
-from vllm_extract.run.pipeline import ExtractionPipeline, _DocWork
+from vllm_extract.run.feed import DocWork
+from vllm_extract.run.pipeline import ExtractionPipeline
 from vllm_extract.run.plan import RunPlan
 
 WINDOW_CHUNKS = 256  # 0.1's default window
@@ -86,7 +87,7 @@ async def _window_run(client: VLLMClientInterface, plan: RunPlan, docs: Sequence
         async with stream:
             pending = list(docs)
             while pending:
-                window: list[_DocWork] = []
+                window: list[DocWork] = []
                 chunks = 0
                 while pending and chunks < WINDOW_CHUNKS:
                     work = pipeline._prepare_work(pending.pop(0), set(), None, None)
@@ -110,10 +111,10 @@ async def _window_run(client: VLLMClientInterface, plan: RunPlan, docs: Sequence
     return finished - started, engine, _ages(started, finished, writer.durable_at), pipeline.summary
 
 
-async def _batch(stream: Any, window: list[_DocWork], first_key: int, *, retry: bool) -> int:
+async def _batch(stream: Any, window: list[DocWork], first_key: int, *, retry: bool) -> int:
     """Send one batch of a window and wait for all its answers (the window barrier)."""
     items: list[StreamItem] = []
-    where: dict[int, tuple[_DocWork, int]] = {}
+    where: dict[int, tuple[DocWork, int]] = {}
     for seq, work in enumerate(window):
         for i, request in enumerate(work.requests):
             if retry:

@@ -27,21 +27,19 @@ request (SIGINT/SIGTERM) stops dispatch, finishes the documents in flight and wr
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from ..clients.base import VLLMClientInterface, VLLMRequest, VLLMResponse
 from ..clients.followups import looping
-from ..clients.stream import RequestStream, StreamItem
-from ..events import ChunkDone, DocumentDone, EnginePhase, Event, RunFinished, RunStarted, Subscriber
-from ..exceptions import ContextOverflowError, EngineRestartsExhausted
+from ..events import DocumentDone, Event, RunFinished, RunStarted, Subscriber
+from ..exceptions import ContextOverflowError
 from ..extract.alignment import Mentions, align_document
 from ..extract.chunking import Chunk, chunk_document, split_span
 from ..extract.parsing import RawEntity, parse_response
@@ -49,6 +47,7 @@ from ..output.files import atomic_write
 from ..output.records import text_sha256
 from ..output.resume import ResumeGuard, ReuseIndex
 from ..readers import BadInput, Document, InputItem, SkippedFile, page_of
+from .feed import DocWork, Handoff, Run
 from .plan import RunPlan
 from .summary import RunSummary
 
@@ -70,65 +69,6 @@ class PreparedChunk:
     prompt_ids: list[int]
     max_tokens: int
     room: int
-
-
-@dataclass
-class _DocWork:
-    item: Document | BadInput
-    chunks: list[PreparedChunk] = field(default_factory=list)
-    requests: list[VLLMRequest] = field(default_factory=list)
-    error: tuple[str, str] | None = None
-    duplicate: bool = False
-    sha: str | None = None
-    done: bool = False
-    reused: dict[str, Any] | None = None
-    responses: dict[int, VLLMResponse] = field(default_factory=dict)
-
-
-class _Handoff:
-    """Prepared documents from the preparation thread to the event loop, bounded in requests."""
-
-    _END = object()
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(1, limit)
-        self._cond = threading.Condition()
-        self._items: collections.deque[Any] = collections.deque()
-        self._requests = 0
-        self.closed = False
-
-    def put(self, work: Any, requests: int) -> bool:
-        """Wait for room, then hand ``work`` over; False when the handoff was closed."""
-        with self._cond:
-            while self._requests > 0 and self._requests + requests > self.limit and not self.closed:
-                self._cond.wait()
-            if self.closed:
-                return False
-            self._items.append((work, requests))
-            self._requests += requests
-            self._cond.notify_all()
-            return True
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.put(error if error is not None else self._END, 0)
-
-    def get(self) -> Any:
-        """The next prepared document, an exception from the preparation thread, or ``_END``
-        (also once the handoff is closed)."""
-        with self._cond:
-            while not self._items and not self.closed:
-                self._cond.wait()
-            if not self._items:
-                return self._END
-            work, requests = self._items.popleft()
-            self._requests -= requests
-            self._cond.notify_all()
-        return work
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
 
 
 class ExtractionPipeline:
@@ -224,8 +164,8 @@ class ExtractionPipeline:
 
     def _prepare_work(
         self, item: Document | BadInput, seen_ids: set[str], resume: ResumeGuard | None, reuse: ReuseIndex | None
-    ) -> _DocWork:
-        work = _DocWork(item)
+    ) -> DocWork:
+        work = DocWork(item)
         work.duplicate = item.id in seen_ids
         seen_ids.add(item.id)
         if isinstance(item, Document):
@@ -247,7 +187,7 @@ class ExtractionPipeline:
         return work
 
     def _produce(
-        self, items: Iterable[InputItem], handoff: _Handoff, resume: ResumeGuard | None, reuse: ReuseIndex | None
+        self, items: Iterable[InputItem], handoff: Handoff, resume: ResumeGuard | None, reuse: ReuseIndex | None
     ) -> None:
         """The preparation thread: every item, prepared, into ``handoff`` in input order."""
         seen_ids: set[str] = set()
@@ -301,11 +241,11 @@ class ExtractionPipeline:
                 len(resume.done) if resume is not None else 0,
             )
         )
-        handoff = _Handoff(self.queue_requests)
+        handoff = Handoff(self.queue_requests)
         producer = threading.Thread(
             target=self._produce, args=(items, handoff, resume, reuse), name="vllm-extract-prepare", daemon=True
         )
-        run = _Run(self, sink, tick)
+        run = Run(self, sink, tick)
         stream = self.client.open_stream(deterministic=self.deterministic, group_window=self.reorder_window)
         producer.start()
         try:
@@ -378,7 +318,7 @@ class ExtractionPipeline:
             out["pages"] = [list(span) for span in item.pages]
         return out
 
-    def record(self, work: _DocWork) -> dict[str, Any]:
+    def record(self, work: DocWork) -> dict[str, Any]:
         """The record of a document whose requests are all answered (or that needs none)."""
         item = work.item
         if work.reused is not None:
@@ -457,130 +397,3 @@ class ExtractionPipeline:
                 + "; ".join([*failed, *unparsable][:3]),
             }
         return record
-
-
-class _Run:
-    """One run's dispatch and collection (see the module docstring)."""
-
-    def __init__(
-        self,
-        pipeline: ExtractionPipeline,
-        sink: Callable[[list[dict[str, Any]]], None],
-        tick: Callable[[], None] | None,
-    ) -> None:
-        self.p = pipeline
-        self.sink = sink
-        self.tick = tick
-        self.docs: dict[int, _DocWork] = {}  # dispatched, not yet written, by sequence number
-        self.ready: dict[int, dict[str, Any] | None] = {}  # done, waiting to be written in order
-        self.next_to_write = 0
-        self.by_key: dict[int, tuple[int, int]] = {}  # stream key -> (sequence, chunk)
-        self.keys = 0
-        self.changed = asyncio.Event()
-        self.dispatch_done = False
-        self.generation_seconds = 0.0
-        self._first_response = True
-        self.prefill_tokens = 0
-        self.blocked = 1 << 62  # the first document with a withdrawn request (a stop): written up to it
-
-    async def go(self, handoff: _Handoff, stream: RequestStream) -> None:
-        started = time.perf_counter()
-        dispatch = asyncio.ensure_future(self._dispatch(handoff, stream))
-        try:
-            await self._collect(stream, dispatch)
-        except EngineRestartsExhausted as exc:
-            self.p.summary.stopped = str(exc)
-            logger.error("%s", exc)
-        finally:
-            if not dispatch.done():
-                dispatch.cancel()
-            handoff.close()
-            self.generation_seconds = time.perf_counter() - started
-        if dispatch.done() and not dispatch.cancelled() and dispatch.exception() is not None:
-            raise cast(BaseException, dispatch.exception())
-
-    async def _dispatch(self, handoff: _Handoff, stream: RequestStream) -> None:
-        p = self.p
-        seq = 0
-        try:
-            while True:
-                if p.stop_event.is_set():
-                    p.summary.interrupted = True
-                    logger.warning("stop requested: finishing the requests the engine started; the rest are not sent")
-                    stream.withdraw()
-                    break
-                work = await asyncio.to_thread(handoff.get)
-                if work is _Handoff._END:
-                    break
-                if isinstance(work, BaseException):
-                    raise work
-                if work.done:
-                    p.summary.skipped_done += 1
-                if work.requests and not work.done:
-                    while stream.outstanding >= p.queue_requests or seq >= self.next_to_write + p.reorder_window:
-                        self.changed.clear()
-                        await self.changed.wait()
-                    self.docs[seq] = work
-                    items = []
-                    for i, request in enumerate(work.requests):
-                        self.by_key[self.keys] = (seq, i)
-                        items.append(StreamItem(self.keys, request, group=seq, group_size=len(work.requests)))
-                        self.keys += 1
-                    if self._first_response:
-                        self.prefill_tokens += sum(len(r.prompt_token_ids or ()) for r in work.requests)
-                        p.emit(EnginePhase("prefill", self.prefill_tokens))
-                    await stream.submit(items)
-                else:
-                    self.docs[seq] = work
-                    self._done(seq)
-                seq += 1
-        finally:
-            self.dispatch_done = True
-            stream.end()
-            self.changed.set()
-
-    async def _collect(self, stream: RequestStream, dispatch: asyncio.Future[None]) -> None:
-        p = self.p
-        async for result in stream:
-            seq, index = self.by_key.pop(result.key)
-            work = self.docs[seq]
-            if result.response.error_kind == "withdrawn":
-                self.blocked = min(self.blocked, seq)  # neither it nor any later document is written
-                continue
-            work.responses[index] = result.response
-            p.count_response(result.response)
-            if self._first_response:
-                self._first_response = False
-                p.emit(EnginePhase("generating", 0))
-            response = result.response
-            p.emit(
-                ChunkDone(
-                    response.request_id,
-                    response.completion_tokens,
-                    response.attempts > 1,
-                    prompt_tokens=response.prompt_tokens,
-                )
-            )
-            if len(work.responses) == len(work.requests):
-                self._done(seq)
-            if self.tick is not None:
-                self.tick()
-        if dispatch.done() and not dispatch.cancelled() and dispatch.exception() is not None:
-            return
-        await dispatch
-
-    def _done(self, seq: int) -> None:
-        work = self.docs[seq]
-        self.ready[seq] = None if work.done else self.p.record(work)
-        records: list[dict[str, Any]] = []
-        while self.next_to_write in self.ready and self.next_to_write < self.blocked:
-            record = self.ready.pop(self.next_to_write)
-            del self.docs[self.next_to_write]
-            if record is not None:
-                records.append(record)
-            self.next_to_write += 1
-        if records:
-            self.sink(records)
-            for record in records:
-                self.p.count(record)
-        self.changed.set()
