@@ -32,7 +32,7 @@ LAYERS = {
     "engine": 3,
     "clients": 4,
     "run": 5,
-    "eval": 6,
+    "eval": 2,  # scoring and gold files: below the run, whose --examples read gold
     "review": 6,
     "cli": 7,
 }

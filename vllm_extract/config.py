@@ -179,9 +179,20 @@ class VLLMConfig:
         return urls
 
 
+STRATEGIES = ("all-types", "per-type")
+MAX_PASSES = 5  # each pass costs the prompt again (prefix cached) and a full answer
+
+
 @dataclass
 class ExtractionConfig:
-    """What to extract and how documents are cut into prompts."""
+    """What to extract, how documents are cut into prompts and how the model is asked.
+
+    ``strategy``: ``all-types`` (one request per chunk listing every type) or ``per-type`` (one
+    request per chunk and type, or group of types in ``type_groups``, each written ``A+B``).
+    ``passes``: 1 to ``MAX_PASSES`` answers per request, each later pass asking for the entities
+    not yet listed. ``examples_file``: a gold JSONL file (the ``eval`` format) from which up to
+    ``max_examples`` short documents or windows become worked examples in the instructions.
+    """
 
     entity_types: tuple[EntityType, ...] = DEFAULT_ENTITY_TYPES
     chunk_tokens: int = 12000
@@ -198,6 +209,11 @@ class ExtractionConfig:
     max_line_bytes: int = 64 * 1024 * 1024
     decoding: str = "grounded"
     mentions: str = "listed"
+    strategy: str = "all-types"
+    type_groups: tuple[str, ...] = ()
+    passes: int = 1
+    examples_file: str | None = None
+    max_examples: int = 2
 
     def __post_init__(self) -> None:
         if not self.entity_types:
@@ -225,6 +241,13 @@ class ExtractionConfig:
             )
         if self.queue_requests < 0:
             raise ConfigurationError(f"queue_requests must be 0 (automatic) or more, got {self.queue_requests}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigurationError(f"strategy must be all-types or per-type, got {self.strategy!r}")
+        if not 1 <= self.passes <= MAX_PASSES:
+            raise ConfigurationError(f"passes must be 1 to {MAX_PASSES}, got {self.passes}")
+        if self.max_examples < 0:
+            raise ConfigurationError(f"max_examples must be 0 or more, got {self.max_examples}")
+        self.questions()  # an unknown or repeated type in type_groups is an error now, not at the run
         for name in ("max_entities_per_chunk", "max_entity_chars", "reorder_window", "max_line_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -232,6 +255,33 @@ class ExtractionConfig:
     @property
     def type_names(self) -> list[str]:
         return [t.name for t in self.entity_types]
+
+    def questions(self) -> list[tuple[str, ...]]:
+        """The groups of types asked about together, one request per chunk each: every type at once
+        for ``all-types``; for ``per-type``, each group of ``type_groups`` (written ``A+B``) and
+        every other type alone, in the order of ``entity_types``. Raises ``ConfigurationError`` for
+        a group naming an unknown type or a type in two groups."""
+        names = self.type_names
+        if self.strategy != "per-type":
+            return [tuple(names)]
+        grouped: dict[str, tuple[str, ...]] = {}
+        for raw in self.type_groups:
+            group = tuple(part.strip() for part in raw.split("+") if part.strip())
+            for name in group:
+                if name not in names:
+                    raise ConfigurationError(
+                        f"type_groups names {name!r}, which is not an entity type", hint=f"types: {', '.join(names)}"
+                    )
+                if name in grouped:
+                    raise ConfigurationError(f"type_groups puts {name!r} in two groups")
+                grouped[name] = group
+        questions: list[tuple[str, ...]] = []
+        for name in names:
+            group = grouped.get(name, (name,))
+            ordered = tuple(n for n in names if n in group)
+            if ordered not in questions:
+                questions.append(ordered)
+        return questions
 
 
 @dataclass

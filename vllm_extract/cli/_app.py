@@ -178,6 +178,34 @@ MentionsOpt = Annotated[
     str | None,
     typer.Option("--mentions", help="listed (what the model names) or all (also every further occurrence)."),
 ]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="all-types (default: one request per chunk) or per-type (one request per chunk and type, or "
+        "group of types; the chunk's prefill is shared through the prefix cache).",
+    ),
+]
+TypeGroupsOpt = Annotated[
+    str | None,
+    typer.Option("--type-groups", help="--strategy per-type: types asked together, e.g. PERSON+JUDGE,DATE+MONEY."),
+]
+PassesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--passes", help="Answers per request (1-5, default 1): each later pass asks for entities not yet listed."
+    ),
+]
+ExamplesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--examples",
+        help="Gold JSONL file (the eval format): a few short documents or windows become worked examples. "
+        "Do not score on the documents they come from.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
 
 @dataclass
@@ -197,6 +225,10 @@ class SettingsFlags:
     glob: list[str] | None = None
     decoding: str | None = None
     mentions: str | None = None
+    strategy: str | None = None
+    type_groups: str | None = None
+    passes: int | None = None
+    examples: Path | None = None
     dtype: str | None = None
     queue_requests: int | None = None
     concurrency: int | None = None
@@ -235,6 +267,10 @@ class SettingsFlags:
             "globs": tuple(self.glob) if self.glob else None,
             "decoding": self.decoding,
             "mentions": self.mentions,
+            "strategy": self.strategy,
+            "type_groups": self.type_groups,
+            "passes": self.passes,
+            "examples_file": str(self.examples) if self.examples is not None else None,
             "dtype": self.dtype,
             "queue_requests": self.queue_requests,
             "concurrency": self.concurrency,

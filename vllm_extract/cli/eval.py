@@ -92,8 +92,7 @@ def _refuse_disjoint_ids(result: EvalResult, gold: Path, pred: Path) -> None:
 
     theirs = f" (e.g. {counts.pred_without_gold[0]!r})" if counts.pred_without_gold else ""
     raise InputError(
-        f"no document of {pred}{theirs} is in the gold file {gold} (e.g. {counts.missing[0]!r}): "
-        "nothing to score",
+        f"no document of {pred}{theirs} is in the gold file {gold} (e.g. {counts.missing[0]!r}): nothing to score",
         hint="check that PRED is the run over the gold documents and that both use the same ids (--id-field)",
     )
 

@@ -23,6 +23,7 @@ from ._app import (
     ConfigOpt,
     DecodingOpt,
     DtypeOpt,
+    ExamplesOpt,
     GlobOpt,
     IdFieldOpt,
     MaxLenOpt,
@@ -30,8 +31,11 @@ from ._app import (
     MentionsOpt,
     ModelOpt,
     OverlapOpt,
+    PassesOpt,
     SettingsFlags,
+    StrategyOpt,
     TextFieldOpt,
+    TypeGroupsOpt,
     TypesFileOpt,
     TypesOpt,
     _fail,
@@ -113,6 +117,10 @@ def run(
     glob: GlobOpt = None,
     decoding: DecodingOpt = None,
     mentions: MentionsOpt = None,
+    strategy: StrategyOpt = None,
+    type_groups: TypeGroupsOpt = None,
+    passes: PassesOpt = None,
+    examples: ExamplesOpt = None,
     keep_ungrounded: Annotated[bool, typer.Option(help="Keep entities not found in the text.")] = False,
     batch_invariant: Annotated[
         bool,
@@ -243,6 +251,10 @@ def plan(
     glob: GlobOpt = None,
     decoding: DecodingOpt = None,
     mentions: MentionsOpt = None,
+    strategy: StrategyOpt = None,
+    type_groups: TypeGroupsOpt = None,
+    passes: PassesOpt = None,
+    examples: ExamplesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Dry run: count documents, chunks and prompt tokens with the model's tokenizer; list bad inputs.
@@ -274,7 +286,11 @@ def plan(
         )
         pages = f"   pages (PDF/DOCX/HTML): {result.pages}" if result.pages else ""
         tokens = f"prompt tokens: {result.prompt_tokens} ({label}, {result.tokenizer})"
-        out.print(f"chunks: {result.chunks}{pages}   {tokens}")
+        out.print(f"chunks: {result.chunks}   requests: {result.requests}{pages}   {tokens}")
+        asked = f"strategy: {result.strategy} ({len(result.questions)} per chunk)   passes: {result.passes}"
+        if result.examples:
+            asked += "   examples from: " + ", ".join(f"{e['id']}[{e['start']}:{e['end']}]" for e in result.examples)
+        out.print(asked, highlight=False, markup=False, soft_wrap=True)
         out.print(
             f"largest prompt: {result.largest_prompt_tokens} tokens   chunk size: {result.chunk_tokens}   "
             f"context: {result.max_model_len}"

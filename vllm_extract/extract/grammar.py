@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..config import ExtractionConfig
 from ..exceptions import ModelNotLoadedError
@@ -65,6 +65,7 @@ __all__ = [
     "grounding_units",
     "repeated_entity_token_share",
 ]
+
 
 def grounding_units(chunk_text: str) -> list[str]:
     """The chunk cut into the units a span is made of: ``segments.units``, the same edges alignment
@@ -100,12 +101,19 @@ def _type_literal(name: str) -> str:
     return json.dumps(_json_escape(name), ensure_ascii=False)
 
 
-def build_grounded_grammar(chunk_text: str, config: ExtractionConfig, *, max_entities: int | None = None) -> str:
+def build_grounded_grammar(
+    chunk_text: str,
+    config: ExtractionConfig,
+    *,
+    max_entities: int | None = None,
+    types: Sequence[str] | None = None,
+) -> str:
     """The Lark grammar (llguidance dialect) for one chunk's grounded extraction.
 
     Accepted strings are exactly ``{"entities":[E,...]}`` with 0 to ``max_entities`` items
     (default ``config.max_entities_per_chunk``), each ``{"type":"T","text":"S"}`` where ``T`` is
-    one of ``config.type_names`` and ``S`` is a JSON string of 1 to ``config.max_entity_chars``
+    one of ``types`` (default ``config.type_names``; a ``per-type`` request allows only its own)
+    and ``S`` is a JSON string of 1 to ``config.max_entity_chars``
     characters *as escaped* (``\\n`` counts 2) that is a concatenation of consecutive
     :func:`grounding_chunks`, so its decoded value is a substring of ``chunk_text``. An empty chunk
     (or one of only whitespace, which offers no span) allows only the empty list.
@@ -123,13 +131,13 @@ def build_grounded_grammar(chunk_text: str, config: ExtractionConfig, *, max_ent
     if limit == 0 or all(unit.isspace() for unit in units):
         return head + '"]}"\n'
     more = f' ("," ent){{0,{limit - 1}}}' if limit > 1 else ""
-    types = " | ".join(_type_literal(name) for name in config.type_names)
+    allowed = " | ".join(_type_literal(name) for name in (types or config.type_names))
     chunks = [_json_escape(unit) for unit in units]
     spec = json.dumps({"substring_chunks": chunks}, ensure_ascii=False, separators=(",", ":"))
     return (
         f'{head}(ent{more})? "]}}"\n'
         'ent: "{\\"type\\":\\"" TYPE "\\",\\"text\\":\\"" TEXT "\\"}"\n'
-        f"TYPE: {types}\n"
+        f"TYPE: {allowed}\n"
         f"TEXT: SPAN & /(?s:.{{1,{config.max_entity_chars}}})/\n"
         f"SPAN: %regex {spec}\n"
     )

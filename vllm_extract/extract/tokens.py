@@ -107,6 +107,19 @@ class HFTokenizer:
             ids += self._encode_data(message["content"])
         return ids + self.encode(rest)
 
+    def encode_followup(self, message: str) -> list[int] | None:
+        """The token ids that follow an assistant answer when ``message`` is the next user turn, up
+        to and including the next assistant turn's opening (``FollowUp.suffix_ids``); the first is
+        the template's end of the answer's turn. None when the template rewrites message contents
+        (the transport then sends chat messages)."""
+        probe = [{"role": "user", "content": "\x00VXu\x00"}, {"role": "assistant", "content": "\x00VXa\x00"}]
+        rendered = self.render_chat([*probe, {"role": "user", "content": "\x00VXm\x00"}])
+        _, found, rest = rendered.partition("\x00VXa\x00")
+        head, found_message, tail = rest.partition("\x00VXm\x00")
+        if not (found and found_message):
+            return None
+        return self.encode(head) + self._encode_data(message) + self.encode(tail)
+
     def _encode_data(self, text: str) -> list[int]:
         if not text:
             return []

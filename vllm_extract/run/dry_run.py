@@ -25,13 +25,18 @@ class PlanResult:
     """What a run would do, without loading an engine. ``pages``: pages of the converted documents
     (PDF, DOCX, HTML); ``per_document`` entries carry ``pages`` for those. ``dtype`` and
     ``max_num_batched_tokens`` (with ``execute_model_timeout_s``) are the engine settings the run
-    would use on this machine, each with its reason (``run.machine.EngineChoice``)."""
+    would use on this machine, each with its reason (``run.machine.EngineChoice``). ``requests``:
+    first answers asked for (chunks times questions; retries and further passes come on top);
+    ``prompt_tokens`` are theirs. ``strategy``, ``questions`` (the types of each request per
+    chunk), ``passes`` and ``examples`` (their sources) are how the model is asked
+    (``RunPlan.as_dict``)."""
 
     documents: int = 0
     pages: int = 0
     bad_inputs: list[dict[str, Any]] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     chunks: int = 0
+    requests: int = 0
     prompt_tokens: int = 0
     largest_prompt_tokens: int = 0
     exact_tokens: bool = True
@@ -44,6 +49,10 @@ class PlanResult:
     max_num_batched_tokens: int | None = None
     execute_model_timeout_s: int | None = None
     step_budget_reason: str = ""
+    strategy: str = "all-types"
+    questions: list[list[str]] = field(default_factory=list)
+    passes: int = 1
+    examples: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""
     per_document: list[dict[str, Any]] = field(default_factory=list)
 
@@ -66,6 +75,10 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
         chunk_tokens=plan.chunk_tokens,
         max_completion_tokens=plan.vllm.max_completion_tokens,
         fingerprint=plan.fingerprint,
+        strategy=plan.extraction.strategy,
+        questions=[list(q.types) for q in plan.questions],
+        passes=plan.extraction.passes,
+        examples=[e.as_dict() for e in plan.examples],
     )
     if plan.engine is not None:
         result.dtype, result.dtype_reason = plan.engine.dtype, plan.engine.dtype_reason
@@ -89,10 +102,17 @@ def plan_job(inputs: Sequence[str], settings: Settings, *, stdin: IO[bytes] | No
                 )
                 continue
             tokens = [len(p.prompt_ids) for p in prepared]
-            result.chunks += len(prepared)
+            chunks = len({p.chunk.index for p in prepared})
+            result.chunks += chunks
+            result.requests += len(prepared)
             result.prompt_tokens += sum(tokens)
             result.largest_prompt_tokens = max([result.largest_prompt_tokens, *tokens])
-            entry: dict[str, Any] = {"id": item.id, "chunks": len(prepared), "prompt_tokens": sum(tokens)}
+            entry: dict[str, Any] = {
+                "id": item.id,
+                "chunks": chunks,
+                "requests": len(prepared),
+                "prompt_tokens": sum(tokens),
+            }
             if item.pages is not None:
                 entry["pages"] = len(item.pages)
                 result.pages += len(item.pages)

@@ -152,8 +152,7 @@ def given_engine(config: VLLMConfig, model_folder: str | None, client: VLLMClien
         step_reason = chosen.step_reason
     else:
         step_reason = (
-            f"{budget} tokens per step, as the engine was built; this machine's plan would choose "
-            f"{chosen.step_reason}"
+            f"{budget} tokens per step, as the engine was built; this machine's plan would choose {chosen.step_reason}"
         )
     timeout = client.config.execute_model_timeout or chosen.execute_model_timeout_s
     return EngineChoice(dtype, dtype_reason, budget, timeout, step_reason, source="engine")

@@ -60,15 +60,17 @@ DEFAULT_REORDER_WINDOW = 256  # documents done but waiting for an earlier one
 
 @dataclass
 class PreparedChunk:
-    """A chunk with its exact prompt: ``prompt_ids`` is the chat-templated prompt as the model's
-    tokenizer encodes it; ``max_tokens`` its completion budget (``RunPlan.completion_budget``,
-    computed once); ``room`` the most completion tokens the context leaves (for the retry)."""
+    """A chunk with the exact prompt of one of its requests: ``prompt_ids`` is the chat-templated
+    prompt as the model's tokenizer encodes it; ``max_tokens`` its completion budget
+    (``RunPlan.completion_budget``, computed once); ``room`` the most completion tokens the context
+    leaves (for the retry); ``question`` the index of what it asks in ``RunPlan.questions``."""
 
     chunk: Chunk
     messages: list[dict[str, str]]
     prompt_ids: list[int]
     max_tokens: int
     room: int
+    question: int = 0
 
 
 class ExtractionPipeline:
@@ -116,50 +118,69 @@ class ExtractionPipeline:
 
     # -- preparation --------------------------------------------------------------------------
     def prepare(self, doc: Document) -> list[PreparedChunk]:
-        """Chunks of a document with exact prompts, each within the prompt budget.
+        """The requests of a document: for each chunk, one per question of the plan (one for
+        ``all-types``, one per type or group of types for ``per-type``), with exact prompts, each
+        within the prompt budget; chunk by chunk, questions in plan order.
 
-        A built prompt over budget (tokens merge differently at chunk edges) is split in two at a
-        boundary and rebuilt. Raises ``ContextOverflowError`` when a one-character chunk still
-        does not fit.
+        A chunk with a built prompt over budget (tokens merge differently at chunk edges) is split
+        in two at a boundary and rebuilt. Raises ``ContextOverflowError`` when a one-character
+        chunk still does not fit.
         """
         plan = self.plan
         chunks = chunk_document(doc.id, doc.text, plan.tokenizer, plan.chunk_tokens, plan.extraction.chunk_overlap)
-        prepared: list[PreparedChunk] = []
+        prepared: list[list[PreparedChunk]] = []
         pending = list(reversed(chunks))
         while pending:
             chunk = pending.pop()
-            messages = plan.messages(chunk.text)
-            ids = plan.tokenizer.encode_chat(messages)
-            if len(ids) > plan.vllm.max_prompt_tokens and chunk.end - chunk.start > 1:
+            asks = []
+            for question in range(max(1, len(plan.questions))):
+                messages = plan.messages(chunk.text, question)
+                asks.append((messages, plan.tokenizer.encode_chat(messages), question))
+            if max(len(ids) for _, ids, _ in asks) > plan.vllm.max_prompt_tokens and chunk.end - chunk.start > 1:
                 with self._lock:
                     self.summary.prompt_splits += 1
                 pending.extend(reversed(split_span(chunk)))
                 continue
-            budget = plan.completion_budget(len(ids))
-            prepared.append(PreparedChunk(chunk, messages, ids, budget, plan.completion_room(len(ids))))
-        return [dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i)) for i, p in enumerate(prepared)]
+            prepared.append(
+                [
+                    PreparedChunk(
+                        chunk, messages, ids, plan.completion_budget(len(ids)), plan.completion_room(len(ids)), question
+                    )
+                    for messages, ids, question in asks
+                ]
+            )
+        return [
+            dataclasses.replace(p, chunk=dataclasses.replace(p.chunk, index=i))
+            for i, asked in enumerate(prepared)
+            for p in asked
+        ]
 
     def _request(self, prepared: PreparedChunk) -> VLLMRequest:
-        """The request for one chunk: token ids when the transport takes them, the grammar of
-        grounded decoding (with the JSON schema as the fallback a server may need), or the schema;
-        a cut answer may be asked again with twice its budget (at most what the context leaves)."""
+        """The request for one chunk and question: token ids when the transport takes them, the
+        grammar of grounded decoding allowing only the question's types (with the JSON schema as
+        the fallback a server may need), or the schema; a cut answer may be asked again with twice
+        its budget (at most what the context leaves); further passes follow (``--passes``)."""
         plan = self.plan
+        question = plan.questions[prepared.question] if plan.questions else None
+        types = question.types if question is not None else None
         grammar = None
         if plan.decoding == "grounded":
             from ..extract.grammar import build_grounded_grammar
 
-            grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction)
+            grammar = build_grounded_grammar(prepared.chunk.text, plan.extraction, types=types)
         retry = None
         if plan.extraction.retry_truncated and prepared.room > prepared.max_tokens:
             retry = min(2 * prepared.max_tokens, prepared.room)
+        suffix = f"/{prepared.question}" if len(plan.questions) > 1 else ""
         return VLLMRequest(
             messages=prepared.messages,
             max_tokens=prepared.max_tokens,
-            json_schema=plan.schema,
+            json_schema=question.schema if question is not None else plan.schema,
             grammar=grammar,
             prompt_token_ids=prepared.prompt_ids if plan.token_ids else None,
-            request_id=f"{prepared.chunk.doc_id}#{prepared.chunk.index}",
+            request_id=f"{prepared.chunk.doc_id}#{prepared.chunk.index}{suffix}",
             retry_max_tokens=retry,
+            followup=plan.followup,
         )
 
     def _prepare_work(
@@ -318,6 +339,12 @@ class ExtractionPipeline:
             out["pages"] = [list(span) for span in item.pages]
         return out
 
+    def _where(self, prepared: PreparedChunk) -> str:
+        """A request named in messages: its chunk, and its types when there are several questions."""
+        if len(self.plan.questions) > 1:
+            return f"chunk {prepared.chunk.index} ({'+'.join(self.plan.questions[prepared.question].types)})"
+        return f"chunk {prepared.chunk.index}"
+
     def record(self, work: DocWork) -> dict[str, Any]:
         """The record of a document whose requests are all answered (or that needs none)."""
         item = work.item
@@ -342,31 +369,39 @@ class ExtractionPipeline:
             kind, message = work.error
             return record | {"status": "error", "error": {"kind": kind, "message": message}, "chunks": 0}
         ext = self.settings.extraction
-        parsed: list[tuple[Chunk, list[RawEntity]]] = []
         truncated: list[int] = []
         notes: list[str] = []
         failed: list[str] = []
         unparsable: list[str] = []
         poison = False
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        by_chunk: dict[int, tuple[Chunk, list[RawEntity]]] = {}
         for i, prepared in enumerate(work.chunks):
             response = work.responses[i]
+            where = self._where(prepared)
             usage["prompt_tokens"] += response.prompt_tokens
             usage["completion_tokens"] += response.completion_tokens
             if not response.success:
                 poison = poison or response.error_kind == "poison_request"
-                failed.append(f"chunk {prepared.chunk.index}: {response.error}")
+                failed.append(f"{where}: {response.error}")
                 continue
-            answer = parse_response(response.content, ext.type_names)
+            types = self.plan.questions[prepared.question].types if self.plan.questions else ext.type_names
+            answer = parse_response(response.content, list(types))
             raw, note = answer
-            if response.truncated:
+            if response.truncated and prepared.chunk.index not in truncated:
                 truncated.append(prepared.chunk.index)
             if answer.unparsable:  # not "nothing found": an error, retried by --reuse
-                unparsable.append(f"chunk {prepared.chunk.index}: {note}: {response.content[:80]!r}")
+                unparsable.append(f"{where}: {note}: {response.content[:80]!r}")
                 continue
             if note and not response.truncated:
-                notes.append(f"chunk {prepared.chunk.index}: {note}")
-            parsed.append((prepared.chunk, raw))
+                notes.append(f"{where}: {note}")
+            entities = by_chunk.setdefault(prepared.chunk.index, (prepared.chunk, []))[1]
+            entities += raw
+            for later in response.passes:  # further passes: their entities join the first answer's
+                entities += parse_response(later.content, list(types)).entities
+        parsed = list(by_chunk.values())
+        chunks = len({p.chunk.index for p in work.chunks})
+        asked = "chunks" if chunks == len(work.chunks) else "requests"
         mentions = cast(Mentions, ext.mentions)  # validated by ExtractionConfig
         alignment = align_document(item.text, parsed, keep_ungrounded=ext.keep_ungrounded, mentions=mentions)
         entity_dicts = [e.to_dict() for e in alignment.entities]
@@ -380,7 +415,7 @@ class ExtractionPipeline:
         record |= {
             "status": "ok",
             "entities": entity_dicts,
-            "chunks": len(work.chunks),
+            "chunks": chunks,
             "usage": usage,
             "ungrounded": alignment.ungrounded,
         }
@@ -393,7 +428,7 @@ class ExtractionPipeline:
             record["status"] = "error"
             record["error"] = {
                 "kind": "poison_request" if poison else "generation_failed" if failed else "unparsable_response",
-                "message": f"{len(failed) + len(unparsable)} of {len(work.chunks)} chunks {what}: "
+                "message": f"{len(failed) + len(unparsable)} of {len(work.chunks)} {asked} {what}: "
                 + "; ".join([*failed, *unparsable][:3]),
             }
         return record

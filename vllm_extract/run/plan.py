@@ -23,20 +23,22 @@ from typing import IO, Any
 import orjson
 
 from .._version import __version__
-from ..clients.base import VLLMClientInterface, VLLMClientType
+from ..clients.base import FollowUp, VLLMClientInterface, VLLMClientType
 from ..config import ExtractionConfig, Settings, VLLMConfig
 from ..engine.machine_facts import MachineFacts
 from ..exceptions import ConfigurationError
-from ..extract.prompts import build_instructions, build_messages, build_schema
+from ..extract.prompts import FOLLOWUP_MESSAGE, build_instructions, build_messages, build_question, build_schema
 from ..extract.tokens import HFTokenizer, Tokenizer, load_tokenizer
 from ..output.resume import BATCHING_PREFIX
 from ..readers import InputItem, iter_documents
 from . import budgets
+from .examples import ChosenExample, load_examples
 from .machine import EngineChoice, choose_engine, given_engine
 
 __all__ = [
     "BATCHING_PREFIX",
     "DECODING_MODES",
+    "Question",
     "ResolvedModel",
     "RunPlan",
     "batching_parts",
@@ -103,6 +105,17 @@ def resolve_model(name: str, *, required: bool = True) -> ResolvedModel:
 
 
 @dataclass(frozen=True)
+class Question:
+    """What one request per chunk asks: ``types`` (the type names its answer may hold; its grammar
+    and ``schema`` allow only these) and ``text``, the question after the chunk (None for
+    ``all-types``: the instructions ask for every type)."""
+
+    types: tuple[str, ...]
+    text: str | None
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """What a run will do, fixed before the engine loads (see the module docstring for the rules).
 
@@ -120,6 +133,9 @@ class RunPlan:
     overhead_tokens: int
     fingerprint: str
     engine: EngineChoice | None = None
+    questions: tuple[Question, ...] = ()
+    followup: FollowUp | None = None
+    examples: tuple[ChosenExample, ...] = ()
 
     @property
     def vllm(self) -> VLLMConfig:
@@ -149,9 +165,11 @@ class RunPlan:
         """The most completion tokens the context leaves after a prompt (a retry's ceiling)."""
         return budgets.context_room(self.settings.vllm, prompt_tokens)
 
-    def messages(self, chunk_text: str) -> list[dict[str, str]]:
-        """The chat messages for one chunk (instructions first: they are the cached prefix)."""
-        return build_messages(self.instructions, chunk_text)
+    def messages(self, chunk_text: str, question: int = 0) -> list[dict[str, str]]:
+        """The chat messages of one chunk's request ``question`` (an index into ``questions``):
+        instructions first, then the chunk, then any question (what requests share comes first)."""
+        asked = self.questions[question].text if self.questions else None
+        return build_messages(self.instructions, chunk_text, asked)
 
     def as_dict(self) -> dict[str, Any]:
         """The plan for reports: model, budgets in force, decoding, tokenizer, fingerprint."""
@@ -167,6 +185,10 @@ class RunPlan:
             "overhead_tokens": self.overhead_tokens,
             "decoding": self.decoding,
             "token_ids": self.token_ids,
+            "strategy": self.extraction.strategy,
+            "questions": [list(q.types) for q in self.questions],
+            "passes": self.extraction.passes,
+            "examples": [e.as_dict() for e in self.examples],
             "tokenizer": self.tokenizer.name,
             "exact_tokens": self.tokenizer.exact,
             **(self.engine.as_dict() if self.engine is not None else {}),
@@ -200,8 +222,10 @@ def build_plan(
         raise ConfigurationError(f"unknown decoding {ext.decoding!r}", hint="use grounded or schema")
     limits = [c for c in (model.context, context) if c]
     vllm = budgets.fit_to_context(settings.vllm, min(limits, default=settings.vllm.max_model_len))
-    instructions = build_instructions(ext.entity_types)
-    overhead = len(tokenizer.encode_chat(build_messages(instructions, "")))
+    examples = load_examples(ext.examples_file, ext.type_names, ext.max_examples) if ext.examples_file else []
+    instructions = build_instructions(ext.entity_types, [e.example for e in examples])
+    questions = _questions(ext)
+    overhead = max(len(tokenizer.encode_chat(build_messages(instructions, "", q.text))) for q in questions)
     vllm, chunk_tokens = budgets.fit_budgets(vllm, overhead, ext.chunk_tokens)
     if engine is None:
         context_tokens = _longest_context(vllm, overhead, chunk_tokens)
@@ -209,6 +233,10 @@ def build_plan(
     vllm = engine.apply(vllm)
     in_force = Settings(vllm, dataclasses.replace(ext, chunk_tokens=chunk_tokens))
     schema = build_schema(ext)
+    followup = None
+    if ext.passes > 1:
+        suffix = tokenizer.encode_followup(FOLLOWUP_MESSAGE) if isinstance(tokenizer, HFTokenizer) else None
+        followup = FollowUp(FOLLOWUP_MESSAGE, suffix_ids=suffix, passes=ext.passes - 1)
     plan = RunPlan(
         settings=in_force,
         model=model,
@@ -220,8 +248,22 @@ def build_plan(
         overhead_tokens=overhead,
         fingerprint="",
         engine=engine,
+        questions=tuple(questions),
+        followup=followup,
+        examples=tuple(examples),
     )
     return dataclasses.replace(plan, fingerprint=fingerprint(plan))
+
+
+def _questions(ext: ExtractionConfig) -> list[Question]:
+    """One question per group of types (``ExtractionConfig.questions``), each with its schema."""
+    if ext.strategy != "per-type":
+        return [Question(tuple(ext.type_names), None, build_schema(ext))]
+    by_name = {t.name: t for t in ext.entity_types}
+    return [
+        Question(group, build_question([by_name[n] for n in group]), build_schema(ext, group))
+        for group in ext.questions()
+    ]
 
 
 def _folder(model: ResolvedModel) -> str | None:
@@ -287,7 +329,9 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
     (``_model_identity``, revision, and a hash of its config and tokenizer files), the dtype the
     engine computes in, decoding mode, instruction and schema text, entity types, chunk size and
     overlap, the budgets in force (completion, prompt, context), whether prompts go as token ids or
-    chat messages, the alignment options and the vllm-extract version. Nothing machine-specific
+    chat messages, the alignment options, how the model is asked (strategy, the questions, passes
+    and their follow-up, the worked examples: their text is in the instructions, their sources are
+    listed) and the vllm-extract version. Nothing machine-specific
     beyond a local folder's path: the same tiny model or hub snapshot on two machines gives the
     same parts. Saved beside the output so a refused resume can name the setting that changed."""
     ext = plan.extraction
@@ -312,6 +356,11 @@ def fingerprint_parts(plan: RunPlan) -> dict[str, Any]:
         "keep_ungrounded": ext.keep_ungrounded,
         "retry_truncated": ext.retry_truncated,
         "mentions": ext.mentions,
+        "strategy": ext.strategy,
+        "questions": [[list(q.types), q.text] for q in plan.questions],
+        "passes": ext.passes,
+        "followup": plan.followup.message if plan.followup is not None else None,
+        "examples": [e.as_dict() for e in plan.examples],
         "version": __version__,
     }
     return parts

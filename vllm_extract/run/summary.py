@@ -14,7 +14,11 @@ __all__ = ["RunSummary"]
 class RunSummary:
     """Counts and timings of a run (also the body of the run report). ``engine``: what the engine
     side measured (occupancy, idle share, steps; see ``clients.stream``); ``stopped``: why the run
-    stopped before its end (the engine restart bound was spent), None when it did not."""
+    stopped before its end (the engine restart bound was spent), None when it did not. ``requests``
+    counts every answer asked for (first answers, retries of cut answers, further passes);
+    ``cached_tokens`` the prompt tokens the engine served from its prefix cache (vLLM's
+    ``num_cached_tokens``; 0 from servers that do not report it), and ``as_dict`` adds their share
+    of ``prompt_tokens`` and the requests per chunk."""
 
     documents: int = 0
     ok: int = 0
@@ -51,4 +55,6 @@ class RunSummary:
         elapsed = self.elapsed_seconds or 1e-9
         out["documents_per_second"] = round(self.documents / elapsed, 4)
         out["generated_tokens_per_second"] = round(self.completion_tokens / elapsed, 2)
+        out["requests_per_chunk"] = round(self.requests / self.chunks, 3) if self.chunks else 0.0
+        out["cached_prompt_share"] = round(self.cached_tokens / self.prompt_tokens, 4) if self.prompt_tokens else 0.0
         return out
