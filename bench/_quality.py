@@ -186,7 +186,6 @@ EXAMPLE_ENTITIES = (
 )
 
 
-
 def _use_example(example: bool) -> None:
     """Build the plan's instructions with or without a worked example (an experiment switch)."""
     import json
@@ -194,7 +193,7 @@ def _use_example(example: bool) -> None:
     import vllm_extract.run.plan as plan_module
     from vllm_extract.extract.prompts import build_instructions
 
-    def with_example(types: Any) -> str:
+    def with_example(types: Any, examples: Any = ()) -> str:
         names = {t.name for t in types}
         shown = [{"type": k, "text": v} for k, v in EXAMPLE_ENTITIES if k in names]
         answer = json.dumps({"entities": shown}, separators=(",", ":"))

@@ -1,7 +1,7 @@
 """bench/run_all.py rows for nightly jobs (one in-process engine):
 
- 10 an incremental rerun (`--reuse`) over a corpus with 1% of documents changed, against a full run
- 11 reading a 200-page PDF: pages per second, and reading's share of the whole run over it
+10 an incremental rerun (`--reuse`) over a corpus with 1% of documents changed, against a full run
+11 reading a 200-page PDF: pages per second, and reading's share of the whole run over it
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """bench/run_all.py rows on what the output is worth and what grounding costs (one in-process engine).
 
-  8 quality on the hand-labelled `examples/gold/`: strict and partial micro F1 per extraction option
-  9 grounded decoding's grammar: build + compile time per chunk, and its share of the run
+8 quality on the hand-labelled `examples/gold/`: strict and partial micro F1 per extraction option
+9 grounded decoding's grammar: build + compile time per chunk, and its share of the run
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ Rows (each a function returning a dict):
  10 incremental rerun (--reuse) with 1% of 100 documents changed vs a full run
  11 reading a 200-page PDF: pages/s and share of the run over it
  12 the streaming run vs 0.1's windows: occupancy, idle share, docs/s, durable-record age at a kill
+ 14 how the model is asked: per-type questions, passes, examples from gold (F1, requests, prefix cache)
 
 Rows not run in a session (`--rows`) are carried over from the previous bench/RESULTS.md, marked
 with the date of the run that measured them.
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 from _common import Bench, Row
 from _report import carried_rows, machine_facts, markdown, table
+from _rows_asking import row14_asking
 from _rows_direct import row1_direct_vs_raw, row5_preparation, row7_reproducibility
 from _rows_nightly import row10_incremental, row11_pdf_reading
 from _rows_quality import row8_quality, row9_grammar_cost
@@ -79,7 +81,7 @@ def _guarded(number: int, fn: Callable[..., Row], *args: Any) -> Row:
 
 
 NEEDS = {2: {1}, 3: {1, 2}, 4: {1, 2, 3}, 5: {1}, 7: {1}, 9: {8}}  # rows that reuse an earlier row's runs
-DIRECT_ROWS = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12}
+DIRECT_ROWS = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 14}
 
 
 def with_dependencies(wanted: set[int]) -> set[int]:
@@ -106,6 +108,8 @@ def direct_rows(b: Bench, wanted: set[int]) -> list[Row]:
                 rows.append(_guarded(number, fn, b, client))
         if 12 in wanted:
             rows.append(_guarded(12, row12_stream_vs_windows, stream_bench(b), client))
+        if 14 in wanted:
+            rows.append(_guarded(14, row14_asking, b, client))
         return rows
     finally:
         asyncio.run(client.close())
@@ -164,6 +168,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--long-paragraphs", type=int, help="paragraphs of a long document (default 40)")
     parser.add_argument("--rounds", type=int, default=3, help="A/B rounds in row 1 (>= 3 feeds row 7)")
     parser.add_argument("--stream-docs", type=int, help="row 12: documents (default 200)")
+    parser.add_argument("--conll", help="row 14: a CoNLL-2003-style test file, also scored (never commit it)")
     parser.add_argument("--stream-chunk-tokens", type=int, help="row 12: chunk size (default 600)")
     parser.add_argument("--row12-repeats", type=int, default=2, help="row 12: passes of each design (the better kept)")
     parser.add_argument("--concurrency", type=int, default=16, help="HTTP requests in flight, rows 3-4")
@@ -174,7 +179,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7,8,9,10,11,12",
+        default="1,2,3,4,5,6,7,8,9,10,11,12,14",
         help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3; 9 needs 8); "
         "rows not run are carried over from --results",
     )

@@ -1,5 +1,7 @@
-"""Shared fixtures. One vLLM engine per test session (``direct_client``), one real OpenAI-compatible
-server per session (``vllm_server``, from fixtures_server), both on the embedded tiny model."""
+"""Shared fixtures. One vLLM engine per test session for most tests (``direct_client``, prefix
+caching off), a second for the tests that need prefix caching or the crash seam (``cached_client``),
+one real OpenAI-compatible server per session (``vllm_server``, from fixtures_server), all on the
+embedded tiny model."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from fixtures_server import *  # noqa: F403
 
 from vllm_extract.clients.direct import DirectVLLMClient
+from vllm_extract.clients.engine_loop import CRASH_ENV
 from vllm_extract.config import VLLMConfig
 from vllm_extract.engine.hardware import choose_dtype
 from vllm_extract.engine.machine_facts import read_machine_facts
@@ -66,6 +69,27 @@ def direct_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
     asyncio.run(client.connect())
     yield client
     asyncio.run(client.close())
+
+
+@pytest.fixture(scope="session")
+def cached_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
+    """The session's second engine, for the tests that need prefix caching on (issue 22's shared
+    prefix) or the crash seam (dead engines, ``test_engine_faults``): built with
+    ``VLLM_EXTRACT_TEST_CRASH_ON=POISON`` (``clients.engine_loop``), so any engine process started
+    while the session lasts dies at a step holding a request whose id contains ``POISON``; every
+    other request runs normally. Completion budget 32 tokens."""
+    previous = os.environ.get(CRASH_ENV)
+    os.environ[CRASH_ENV] = "POISON"  # engine processes started from now on carry the seam
+    client = DirectVLLMClient(engine_config(tiny_model_path, enable_prefix_caching=True, max_completion_tokens=32))
+    asyncio.run(client.connect())
+    try:
+        yield client
+    finally:
+        asyncio.run(client.close())
+        if previous is None:
+            os.environ.pop(CRASH_ENV, None)
+        else:
+            os.environ[CRASH_ENV] = previous
 
 
 @pytest.fixture

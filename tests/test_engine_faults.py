@@ -1,27 +1,23 @@
 """Dead engines (issue 19): a killed engine is restarted and its work sent again; a request that
 kills every engine is found and marked as poison, within the restart bound.
 
-These tests share one extra engine of their own (module scope), built with the test seam
+These tests use the session's second engine (``conftest.cached_client``), built with the test seam
 ``VLLM_EXTRACT_TEST_CRASH_ON=POISON`` (``clients.engine_loop``): any engine process started while it
 is set dies at a step holding a request whose id contains ``POISON``. Every other request runs
-normally, so the same engine serves the kill test. Prefix caching is on here (the session's engine
-has it off); issue 22's prefix-cache test shares this engine too.
+normally, so the same engine serves the kill test. Prefix caching is on there (the session's first
+engine has it off); issue 22's prefix-cache test (``test_asking``) shares it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from conftest import engine_config
 
 from vllm_extract.clients.direct import DirectVLLMClient
-from vllm_extract.clients.engine_loop import CRASH_ENV
 from vllm_extract.config import ExtractionConfig, Settings
 from vllm_extract.events import ChunkDone
 from vllm_extract.output import read_records
@@ -32,39 +28,23 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def faulty_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
-    previous = os.environ.get(CRASH_ENV)
-    os.environ[CRASH_ENV] = "POISON"  # engine processes started from now on carry the seam
-    client = DirectVLLMClient(engine_config(tiny_model_path, enable_prefix_caching=True, max_completion_tokens=32))
-    asyncio.run(client.connect())
-    try:
-        yield client
-    finally:
-        asyncio.run(client.close())
-        if previous is None:
-            os.environ.pop(CRASH_ENV, None)
-        else:
-            os.environ[CRASH_ENV] = previous
-
-
 def settings(client: DirectVLLMClient) -> Settings:
     return Settings(client.config, ExtractionConfig(chunk_tokens=400))
 
 
-def test_an_engine_killed_mid_run_is_restarted_and_every_document_is_written_once(faulty_client, tmp_path):
+def test_an_engine_killed_mid_run_is_restarted_and_every_document_is_written_once(cached_client, tmp_path):
     inputs = [str(ROOT / "examples" / "docs")]
-    before = faulty_client.engine_pid
+    before = cached_client.engine_pid
     killed: list[int | None] = []
 
     def kill_after_two_chunks(event: Any) -> None:
         if isinstance(event, ChunkDone) and not killed and event.request_id.endswith("#1"):
-            killed.append(faulty_client.engine_pid)
-            faulty_client.kill_engine()  # SIGKILL to the engine process, chunks still in flight
+            killed.append(cached_client.engine_pid)
+            cached_client.kill_engine()  # SIGKILL to the engine process, chunks still in flight
 
     out = tmp_path / "out.jsonl"
     options = RunOptions(overwrite=True, subscribers=[kill_after_two_chunks], report_path=tmp_path / "report.json")
-    result = asyncio.run(run_job(inputs, out, settings(faulty_client), options, client=faulty_client))
+    result = asyncio.run(run_job(inputs, out, settings(cached_client), options, client=cached_client))
     assert killed == [before]
     records = read_records(out)
     assert [r["index"] for r in records] == list(range(7))
@@ -73,19 +53,19 @@ def test_an_engine_killed_mid_run_is_restarted_and_every_document_is_written_onc
     report = orjson.loads((tmp_path / "report.json").read_bytes())
     assert report["summary"]["engine_restarts"] >= 1
     pids = report["summary"]["engine"]["engine_pids"]
-    assert pids[0] == before and faulty_client.engine_pid not in (None, before) and pids[-1] == faulty_client.engine_pid
+    assert pids[0] == before and cached_client.engine_pid not in (None, before) and pids[-1] == cached_client.engine_pid
     assert result.outcome == "ok"
 
 
-def test_a_request_that_kills_every_engine_is_poison_and_the_rest_are_ok(faulty_client, tmp_path):
+def test_a_request_that_kills_every_engine_is_poison_and_the_rest_are_ok(cached_client, tmp_path):
     src = tmp_path / "docs.jsonl"
     docs = [{"id": f"memo-{i}", "text": f"Memo {i}. Acme Corp. paid Jane Roe ${i},000 in Boston."} for i in range(5)]
     docs.insert(2, {"id": "POISON-memo", "text": "Memo P. Beta LLC sued Gamma Inc. in Denver."})
     src.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
     out = tmp_path / "out.jsonl"
-    config = settings(faulty_client)
-    bound = faulty_client.config.max_engine_restarts
-    result = asyncio.run(run_job([str(src)], out, config, RunOptions(overwrite=True), client=faulty_client))
+    config = settings(cached_client)
+    bound = cached_client.config.max_engine_restarts
+    result = asyncio.run(run_job([str(src)], out, config, RunOptions(overwrite=True), client=cached_client))
     records = read_records(out)
     assert [r["id"] for r in records] == [d["id"] for d in docs]
     kinds = {r["id"]: (r["status"], r.get("error", {}).get("kind")) for r in records}

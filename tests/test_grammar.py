@@ -298,3 +298,14 @@ def test_a_12000_token_chunk(tokenizer: Any, accepts: Callable[[str, str], bool]
     last = [unit for unit in grounding_units(text) if unit.isalpha()][-1]
     assert accepts(grammar, compact(("PERSON", "Halvorsen Polymer Works"), ("DATE", last)))
     assert not accepts(grammar, compact(("PERSON", "Halvorsen Polymer Workshop")))
+
+
+def test_a_per_type_grammar_allows_only_its_own_types(accepts: Callable[[str, str], bool]) -> None:
+    """``--strategy per-type``: each request's grammar takes only the types its question asks about."""
+    text = "Ann Lee of Acme Corp."
+    person = build_grounded_grammar(text, CONFIG, types=["PERSON"])
+    assert accepts(person, compact(("PERSON", "Ann Lee")))
+    assert not accepts(person, compact(("ORGANIZATION", "Acme Corp")))
+    assert not accepts(person, compact(("PERSON", "Ann Lee"), ("ORGANIZATION", "Acme Corp")))
+    both = build_grounded_grammar(text, CONFIG)
+    assert accepts(both, compact(("PERSON", "Ann Lee"), ("ORGANIZATION", "Acme Corp")))

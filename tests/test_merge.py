@@ -224,9 +224,7 @@ def test_unfinished_shard_is_refused_then_resumed(shards, tmp_path, tiny_model_p
 
 def test_shards_of_different_runs_are_refused(shards, tmp_path, tiny_model_path):
     outs = shards.copy_to(tmp_path)
-    other = Settings(
-        VLLMConfig(model=str(tiny_model_path), max_completion_tokens=31), ExtractionConfig()
-    )
+    other = Settings(VLLMConfig(model=str(tiny_model_path), max_completion_tokens=31), ExtractionConfig())
     options = RunOptions(shard=(2, 3), overwrite=True)
     asyncio.run(run_job(shards.inputs, outs[2], other, options, client=EmptyEntities(tiny_model_path)))
     with pytest.raises(MergeError) as info:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from recording_client import RecordingClient, RecordingStream
 
 from vllm_extract import (
     DirectVLLMClient,
@@ -29,59 +30,6 @@ from vllm_extract.engine.machine_facts import read_machine_facts
 from vllm_extract.extract.prompts import build_schema
 
 pytestmark = pytest.mark.slow
-
-
-class RecordingStream(RequestStream):
-    """A real client's stream that keeps every submission (one list per ``submit`` call)."""
-
-    def __init__(self, inner: RequestStream, submissions: list[list[VLLMRequest]]) -> None:
-        self.inner = inner
-        self.stats = inner.stats
-        self.submissions = submissions
-
-    async def submit(self, items: Any) -> None:
-        self.submissions.append([i.request for i in items])
-        await self.inner.submit(items)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def end(self) -> None:
-        self.inner.end()
-
-    def __aiter__(self) -> Any:
-        return self.inner.__aiter__()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    @property
-    def outstanding(self) -> int:
-        return self.inner.outstanding
-
-
-class RecordingClient(VLLMClientInterface):
-    """Passes a run's stream to a real client and keeps what was actually sent."""
-
-    def __init__(self, inner: VLLMClientInterface) -> None:
-        super().__init__(inner.config)
-        self.inner = inner
-        self.client_type = inner.client_type
-        self.engine_info = inner.engine_info  # the dtype and step budget the run reports
-        self.batches: list[list[VLLMRequest]] = []  # one list per submission (one document)
-
-    async def connect(self) -> bool:
-        return True
-
-    def open_stream(self, **kwargs: Any) -> RequestStream:
-        return RecordingStream(self.inner.open_stream(**kwargs), self.batches)
-
-    def get_tokenizer(self) -> Any:
-        return self.inner.get_tokenizer()
-
-    @property
-    def max_model_len(self) -> int:
-        return self.inner.max_model_len
 
 
 def settings_for(client: DirectVLLMClient, **extraction: Any) -> Settings:
@@ -188,7 +136,7 @@ class BudgetRecorder(RecordingClient):
     """
 
     def open_stream(self, **kwargs: Any) -> RequestStream:
-        return RecordingStream(VLLMClientInterface.open_stream(self, **kwargs), self.batches)
+        return RecordingStream(VLLMClientInterface.open_stream(self, **kwargs), self.batches, self.results)
 
     async def generate_one(self, request: VLLMRequest) -> VLLMResponse:
         return VLLMResponse(request.request_id, content='{"entities": []}', finish_reason="stop",

@@ -91,3 +91,52 @@ def test_an_answer_with_no_entities_list_is_an_error_that_reuse_retries(tmp_path
     second = {r["id"]: r for r in read_records(tmp_path / "second.jsonl")}
     assert {k for k, r in second.items() if not r.get("reused")} == {"prose", "other", "rambling"}
     assert server.chat_requests - asked == 3
+
+
+def test_per_type_questions_and_a_second_pass_merge_by_span(tmp_path, misbehaving_server) -> None:
+    """``--strategy per-type --passes 2`` over HTTP, with a scripted server: two questions per chunk
+    (PERSON, ORGANIZATION), each answered twice (the second pass sees the first answer). Every
+    answer's entities join the chunk's, merged by span; an answer's entity of a type its question
+    did not ask about is dropped (the grammar forbids it on a real engine); the record counts one
+    chunk, and the run four requests."""
+    import asyncio
+
+    import orjson
+
+    from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig, parse_entity_types
+    from vllm_extract.output import read_records
+    from vllm_extract.run.runner import RunOptions, run_job
+
+    def entities(*pairs: tuple[str, str]) -> str:
+        return json.dumps({"entities": [{"type": t, "text": x} for t, x in pairs]})
+
+    server = misbehaving_server()
+    server.answers = {
+        "not listed yet": entities(("PERSON", "Grace Hopper"), ("PERSON", "Ada Lovelace")),  # the second pass
+        "type PERSON": entities(("PERSON", "Ada Lovelace"), ("ORGANIZATION", "Acme Corp")),  # ORG not asked
+        "type ORGANIZATION": entities(("ORGANIZATION", "Acme Corp")),
+    }
+    src = tmp_path / "in.jsonl"
+    text = "Ada Lovelace and Grace Hopper met at Acme Corp."
+    src.write_bytes(orjson.dumps({"id": "d", "text": text}) + b"\n")
+    extraction = ExtractionConfig(
+        entity_types=parse_entity_types("PERSON,ORGANIZATION"), strategy="per-type", passes=2, decoding="schema"
+    )
+    settings = Settings(VLLMConfig(model="test-model", base_url=server.url, max_completion_tokens=16), extraction)
+    result = asyncio.run(run_job([str(src)], tmp_path / "out.jsonl", settings, RunOptions(backend="http")))
+    (record,) = read_records(tmp_path / "out.jsonl")
+    found = sorted((e["type"], e["text"], e["start"]) for e in record["entities"])
+    assert found == [("ORGANIZATION", "Acme Corp", 37), ("PERSON", "Ada Lovelace", 0), ("PERSON", "Grace Hopper", 17)]
+    assert record["chunks"] == 1 and result.summary.chunks == 1
+    assert server.chat_requests == 4 and result.summary.requests == 4
+    questions = [b["messages"][2]["content"] for b in server.bodies if len(b["messages"]) == 3]
+    assert len(questions) == 2 and all(q.startswith("List only the entities of type") for q in questions)
+    seconds = [b["messages"] for b in server.bodies if len(b["messages"]) == 5]
+    assert len(seconds) == 2  # system, document, question, the first answer, the follow-up
+    assert all(m[3]["role"] == "assistant" and m[4]["content"].startswith("List the entities") for m in seconds)
+    schemas = {
+        tuple(b["structured_outputs"]["json"]["properties"]["entities"]["items"]["properties"]["type"]["enum"])
+        for b in server.bodies
+        if "structured_outputs" in b
+    }
+    assert schemas == {("PERSON",), ("ORGANIZATION",)}  # each question's schema allows only its types

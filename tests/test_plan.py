@@ -35,6 +35,7 @@ from vllm_extract.run.plan import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+GOLD = ROOT / "examples" / "gold" / "gold.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,15 @@ def test_fingerprint_changes_with_what_changes_results(tiny: str) -> None:
         Settings(dataclasses.replace(base.settings.vllm, max_prompt_tokens=4000), base.extraction),
         Settings(dataclasses.replace(base.settings.vllm, max_model_len=6000), base.extraction),
         Settings(dataclasses.replace(base.settings.vllm, batch_invariant=True), base.extraction),
+        # issue 22: how the model is asked
+        Settings(base.settings.vllm, dataclasses.replace(base.extraction, strategy="per-type")),
+        Settings(
+            base.settings.vllm,
+            dataclasses.replace(base.extraction, strategy="per-type", type_groups=("PERSON+JUDGE",)),
+        ),
+        Settings(base.settings.vllm, dataclasses.replace(base.extraction, passes=2)),
+        Settings(base.settings.vllm, dataclasses.replace(base.extraction, examples_file=str(GOLD))),
+        Settings(base.settings.vllm, dataclasses.replace(base.extraction, examples_file=str(GOLD), max_examples=1)),
     ]
     prints = {build_plan(s, base.model, base.tokenizer).fingerprint for s in changed}
     as_messages = build_plan(base.settings, base.model, base.tokenizer, token_ids=False).fingerprint
@@ -115,6 +125,53 @@ def test_fingerprint_changes_with_what_changes_results(tiny: str) -> None:
         assert build_plan(s, base.model, base.tokenizer).fingerprint == base.fingerprint
     batching = batching_parts(build_plan(quiet[1], base.model, base.tokenizer))
     assert batching["batch.max_num_seqs"] == 8 and batching_parts(base)["batch.max_num_seqs"] == 256
+
+
+def test_per_type_questions_share_the_instructions_and_the_chunk_token_for_token(tiny: str) -> None:
+    """The prompt of every question about a chunk starts with the same token ids: the instructions
+    and the chunk (what vLLM's prefix cache can serve once computed); only the question differs."""
+    ext = ExtractionConfig(strategy="per-type", type_groups=("DATE+MONEY",), examples_file=str(GOLD), passes=3)
+    plan = plan_for_local_model(Settings(VLLMConfig(model=tiny), ext))
+    assert [q.types for q in plan.questions][-2:] == [("DATE", "MONEY"), ("LOCATION",)]
+    assert len(plan.questions) == len(ext.entity_types) - 1
+    assert plan.as_dict()["questions"][-2] == ["DATE", "MONEY"] and plan.as_dict()["passes"] == 3
+    assert plan.examples and "Example 1 answer:" in plan.instructions
+    pipeline = ExtractionPipeline(None, plan)
+    doc = Document(id="d", text="Ann Lee sued Acme Corp in Boston on May 2, 2024 for $5.", index=0, source="d")
+    prepared = pipeline.prepare(doc)
+    assert len(prepared) == len(plan.questions) and {p.chunk.index for p in prepared} == {0}
+    shared = plan.tokenizer.encode_chat(plan.messages(doc.text)[:2])[:-4]  # less the assistant opening
+    for p in prepared:
+        assert p.prompt_ids[: len(shared)] == shared
+        request = pipeline._request(p)
+        assert request.followup is not None and request.followup.passes == 2
+        types = plan.questions[p.question].types
+        assert request.json_schema["properties"]["entities"]["items"]["properties"]["type"]["enum"] == list(types)
+        assert f'TYPE: "{types[0]}"' in (request.grammar or "")
+    assert len({tuple(p.prompt_ids) for p in prepared}) == len(prepared)
+    # the follow-up's ids are exactly what the chat template puts after an answer
+    answer = plan.tokenizer.encode("X")
+    after = plan.tokenizer.encode_chat(
+        [
+            *prepared[0].messages,
+            {"role": "assistant", "content": "X"},
+            {"role": "user", "content": plan.followup.message},
+        ]
+    )
+    assert after == prepared[0].prompt_ids + answer + plan.followup.suffix_ids
+    result = plan_job([str(ROOT / "examples" / "docs" / "news-item.md")], plan.settings)
+    assert result.requests == result.chunks * len(plan.questions) and result.strategy == "per-type"
+
+
+def test_unknown_types_in_groups_and_passes_out_of_range_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="not an entity type"):
+        ExtractionConfig(strategy="per-type", type_groups=("PERSON+WIZARD",))
+    with pytest.raises(ConfigurationError, match="two groups"):
+        ExtractionConfig(strategy="per-type", type_groups=("PERSON+JUDGE", "JUDGE+COURT"))
+    for bad in ({"passes": 0}, {"passes": 6}, {"strategy": "each"}, {"max_examples": -1}):
+        with pytest.raises(ConfigurationError):
+            ExtractionConfig(**bad)  # type: ignore[arg-type]
+    assert ExtractionConfig().questions() == [tuple(ExtractionConfig().type_names)]
 
 
 def test_gold_entities_never_reach_a_prompt(tiny: str, tmp_path: Path) -> None:

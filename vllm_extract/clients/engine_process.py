@@ -76,6 +76,7 @@ def _main(conn: Any) -> None:  # pragma: no cover - runs in the engine process
         "cpu": cpu,
         "dtype": str(llm.model_config.dtype).removeprefix("torch."),
         "max_num_batched_tokens": int(llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens),
+        "block_size": int(llm.llm_engine.vllm_config.cache_config.block_size),
     }
     send(("ready", info))
 

@@ -64,6 +64,7 @@ class EngineReplica:
             "cpu": cpu,
             "dtype": str(llm.model_config.dtype).removeprefix("torch."),
             "max_num_batched_tokens": int(llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens),
+            "block_size": int(llm.llm_engine.vllm_config.cache_config.block_size),
         }
         threading.Thread(target=self._run, name="engine-loop", daemon=True).start()
 
