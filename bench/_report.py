@@ -107,8 +107,9 @@ def markdown(
     if quick:
         parts += ["**QUICK SMOKE RUN** (`--quick`): sizes far too small for conclusions; rerun without it.", ""]
     parts += [
-        "Every comparison below ran in one session of `bench/run_all.py`, on the same machine, model, "
-        "corpus and entity types. Ratios are measured within the run (these machines are noisy).",
+        "Each comparison below ran within one session of `bench/run_all.py`, on the same machine, model, "
+        'corpus and entity types: the rows of the command below in this session, rows marked "earlier '
+        'run" in the session of that date. Ratios are measured within a run (these machines are noisy).',
         "",
         "```",
         command_line(),

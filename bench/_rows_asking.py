@@ -115,14 +115,15 @@ def row14_asking(b: Bench, client: Any) -> Row:
     sets = [("examples/gold", GOLD)]
     conll = getattr(b.args, "conll", None)
     if conll:
-        sets.append(("CoNLL", _conll_gold(Path(conll), b.work)))
+        sets.append((f"CoNLL {Path(conll).name}", _conll_gold(Path(conll), b.work)))
     rows = []
     for set_name, gold_file in sets:
-        types = CONLL_TYPES if set_name == "CoNLL" else base.extraction.entity_types
+        types = CONLL_TYPES if set_name.startswith("CoNLL") else base.extraction.entity_types
         settings = Settings(base.vllm, dataclasses.replace(base.extraction, entity_types=types))
-        pool, scored = _split(gold_file, b.work, set_name.replace("/", "-"))
+        slug = set_name.replace("/", "-").replace(" ", "-")
+        pool, scored = _split(gold_file, b.work, slug)
         for number, (option, changes) in enumerate(OPTIONS.items()):
-            out = b.work / f"asking-{set_name.replace('/', '-')}-{number}.jsonl"
+            out = b.work / f"asking-{slug}-{number}.jsonl"
             row = {"set": set_name, "option": option} | _measure(client, settings, pool, scored, out, changes)
             print(f"asking: {row}", flush=True)
             rows.append(row)
