@@ -16,13 +16,16 @@ Rows (each a function returning a dict):
  10 incremental rerun (--reuse) with 1% of 100 documents changed vs a full run
  11 reading a 200-page PDF: pages/s and share of the run over it
  12 the streaming run vs 0.1's windows: occupancy, idle share, docs/s, durable-record age at a kill
+ 13 pipeline ceiling: a scripted server answers every chunk of examples/gold/ with its gold entities
+    (exact, repeated, reversed, upper-cased, cut pieces); strict/partial F1   goal exact >= 0.99
  14 how the model is asked: per-type questions, passes, examples from gold (F1, requests, prefix cache)
 
 Rows not run in a session (`--rows`) are carried over from the previous bench/RESULTS.md, marked
 with the date of the run that measured them.
 
 Engines run one at a time: first one in-process `vllm.LLM` (rows 1, 7, 5; bench/_rows_direct.py),
-closed before one local vLLM server starts (rows 2, 3, 4, 6; bench/_rows_server.py). Prints the
+closed before one local vLLM server starts (rows 2, 3, 4, 6; bench/_rows_server.py). Row 13 loads
+no engine (a scripted loopback server, bench/_rows_ceiling.py; under a minute). Prints the
 table and writes it, with the command, date, machine facts and versions, to bench/RESULTS.md.
 Row 4 needs `.venv/bin/pip install langextract` (it adds packages only; without it the row
 reports an error and the others still run).
@@ -45,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 from _common import Bench, Row
 from _report import carried_rows, machine_facts, markdown, table
+from _rows_ceiling import row13_pipeline_ceiling
 from _rows_asking import row14_asking
 from _rows_direct import row1_direct_vs_raw, row5_preparation, row7_reproducibility
 from _rows_nightly import row10_incremental, row11_pdf_reading
@@ -179,7 +183,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--rows",
-        default="1,2,3,4,5,6,7,8,9,10,11,12,14",
+        default="1,2,3,4,5,6,7,8,9,10,11,12,13,14",
         help="rows to run (rows they reuse run too: 2-5, 7 need 1; 3 needs 2; 4 needs 3; 9 needs 8); "
         "rows not run are carried over from --results",
     )
@@ -206,6 +210,8 @@ def main() -> None:
     rows = direct_rows(b, wanted) if wanted & DIRECT_ROWS else []
     if wanted & {2, 3, 4, 6}:
         rows += server_rows(b, wanted)
+    if 13 in wanted:
+        rows.append(_guarded(13, row13_pipeline_ceiling, b))
     rows.sort(key=lambda r: r["row"])
     setup = {
         "model": "tiny (SmolLM2-135M-Instruct, the embedded demo model)",
@@ -233,6 +239,11 @@ def main() -> None:
         "chunk size as ours) unless --lx-char-buffer is given. "
         "Installed with `.venv/bin/pip install langextract`: it only added packages (pandas, "
         "google-genai, ...), torch/transformers/vllm unchanged.",
+        "Row 13 runs the CLI (`--backend http --model tiny --chunk-tokens 256`, grounded decoding) against "
+        "bench/_gold_server.py: the client sends token ids to /v1/completions, the server decodes them with "
+        "the tiny tokenizer, finds the chunk in its gold document and answers the gold entities wholly "
+        "inside it (the grammar it is sent is ignored); `eval`'s scorer then compares the output with "
+        "examples/gold/gold.jsonl.",
         "Row 6 reads the CLI child's own ru_maxrss via os.wait4 (the engine runs in the server process).",
         "Working files: a temporary folder (or --work DIR).",
     ]
