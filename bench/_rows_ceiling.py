@@ -39,7 +39,9 @@ from vllm_extract.eval import evaluate, load_gold, load_predictions
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLD = ROOT / "examples" / "gold" / "gold.jsonl"
-CEILING_VARIANTS = ("exact", "repeated", "reversed", "upper", "cut")
+CEILING_VARIANTS = ("exact", "repeated", "reversed", "upper", "cut", "per-type")
+# variant -> (how the server shapes its answers, extra `run` options)
+_RUNS = {"per-type": ("exact", ("--strategy", "per-type"))}  # one question per type, gold answers
 CEILING_CHUNK_TOKENS = 256
 EXACT_GOAL = 0.99
 SHOWN_LOSSES = 8  # missed / spurious spans listed per variant in the details
@@ -53,13 +55,15 @@ def tiny_tokenizer() -> Any:
     return load_tokenizer(prepare_tiny_model().path).raw  # type: ignore[union-attr]
 
 
-def run_cli(gold: Path, out: Path, url: str, chunk_tokens: int, log: Path) -> tuple[int, float, dict[str, Any]]:
+def run_cli(
+    gold: Path, out: Path, url: str, chunk_tokens: int, log: Path, extra: Sequence[str] = ()
+) -> tuple[int, float, dict[str, Any]]:
     """One `vllm-extract run` over ``gold``: (exit code, seconds, its --report JSON)."""
     report = out.with_suffix(".report.json")
     command = [
         sys.executable, "-m", "vllm_extract.cli", "run", str(gold), "--out", str(out), "--backend", "http",
         "--server", url, "--model", "tiny", "--chunk-tokens", str(chunk_tokens), "--report", str(report),
-        "--overwrite", "--quiet",
+        "--overwrite", "--quiet", *extra,
     ]  # fmt: skip
     started = time.perf_counter()
     with open(log, "ab") as sink:
@@ -103,10 +107,10 @@ def ceiling_rows(
     seen: dict[str, Any] = {}
     with GoldServer(GOLD, tiny_tokenizer()) as server:
         for name in variants:
-            server.variant = name
+            server.variant, extra = _RUNS.get(name, (name, ()))
             server.reset_counts()
             out = work / f"ceiling-{name}.jsonl"
-            code, seconds, report = run_cli(GOLD, out, server.url, chunk_tokens, work / "ceiling.log")
+            code, seconds, report = run_cli(GOLD, out, server.url, chunk_tokens, work / "ceiling.log", extra)
             summary = report.get("summary", report)
             row = {"variant": name, "exit_code": code, "seconds": seconds, **score(GOLD, out)}
             row["chunks"] = summary.get("chunks")

@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common  # first: sets HF_HUB_OFFLINE etc. before vLLM loads
 from _common import Bench, Row
 from _report import carried_rows, machine_facts, markdown, table
-from _rows_ceiling import row13_pipeline_ceiling
 from _rows_asking import row14_asking
+from _rows_ceiling import row13_pipeline_ceiling
 from _rows_direct import row1_direct_vs_raw, row5_preparation, row7_reproducibility
 from _rows_nightly import row10_incremental, row11_pdf_reading
 from _rows_quality import row8_quality, row9_grammar_cost

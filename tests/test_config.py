@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -138,6 +139,9 @@ def test_env_values_are_typed(tmp_path: Path) -> None:
     assert v.enforce_eager is None
     assert v.servers == ["http://a:8000/", "http://b:8000"]
     assert v.server_urls() == ["http://a:8000", "http://b:8000"]
+    # the OpenAI clients' base-URL form names the same server (it used to become /v1/v1/models)
+    both = dataclasses.replace(v, base_url="http://a:8000/v1", servers=["http://a:8000/v1/", "http://b:8000/v1x"])
+    assert both.server_urls() == ["http://a:8000", "http://b:8000/v1x"]
     assert e.globs == ("*.txt", "*.html")
     assert settings.as_dict()["globs"] == ["*.txt", "*.html"]
 

@@ -122,7 +122,8 @@ def test_per_type_questions_and_a_second_pass_merge_by_span(tmp_path, misbehavin
     extraction = ExtractionConfig(
         entity_types=parse_entity_types("PERSON,ORGANIZATION"), strategy="per-type", passes=2, decoding="schema"
     )
-    settings = Settings(VLLMConfig(model="test-model", base_url=server.url, max_completion_tokens=16), extraction)
+    url = server.url + "/v1"  # the OpenAI base-URL form is the same server
+    settings = Settings(VLLMConfig(model="test-model", base_url=url, max_completion_tokens=16), extraction)
     result = asyncio.run(run_job([str(src)], tmp_path / "out.jsonl", settings, RunOptions(backend="http")))
     (record,) = read_records(tmp_path / "out.jsonl")
     found = sorted((e["type"], e["text"], e["start"]) for e in record["entities"])

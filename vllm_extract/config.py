@@ -171,11 +171,14 @@ class VLLMConfig:
         return self.model_id or self.model
 
     def server_urls(self) -> list[str]:
-        """base_url followed by the extra servers, without duplicates or trailing slashes."""
+        """base_url followed by the extra servers: each the server's root, without a trailing slash
+        or ``/v1`` (the OpenAI clients' base-URL form, ``http://host:8000/v1``, is accepted: the
+        client adds ``/v1/...`` and ``/health`` itself), without duplicates."""
         urls: list[str] = []
         for url in [self.base_url, *self.servers]:
-            if url and url.rstrip("/") not in urls:
-                urls.append(url.rstrip("/"))
+            root = (url or "").rstrip("/").removesuffix("/v1").rstrip("/")
+            if root and root not in urls:
+                urls.append(root)
         return urls
 
 

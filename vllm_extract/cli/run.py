@@ -62,7 +62,10 @@ def run(
     model: ModelOpt = None,
     backend: Annotated[str, typer.Option(help="auto (direct, then HTTP fallback), direct, or http.")] = "auto",
     server: Annotated[
-        list[str] | None, typer.Option("--server", help="OpenAI-compatible server URL (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--server", help="OpenAI-compatible server, http://HOST:PORT (a trailing /v1 is accepted; repeatable)."
+        ),
     ] = None,
     types: TypesOpt = None,
     types_file: TypesFileOpt = None,
