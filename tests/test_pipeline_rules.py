@@ -104,6 +104,7 @@ def test_per_type_questions_and_a_second_pass_merge_by_span(tmp_path, misbehavin
     import orjson
 
     from vllm_extract.config import ExtractionConfig, Settings, VLLMConfig, parse_entity_types
+    from vllm_extract.events import ChunkDone
     from vllm_extract.output import read_records
     from vllm_extract.run.runner import RunOptions, run_job
 
@@ -124,8 +125,12 @@ def test_per_type_questions_and_a_second_pass_merge_by_span(tmp_path, misbehavin
     )
     url = server.url + "/v1"  # the OpenAI base-URL form is the same server
     settings = Settings(VLLMConfig(model="test-model", base_url=url, max_completion_tokens=16), extraction)
-    result = asyncio.run(run_job([str(src)], tmp_path / "out.jsonl", settings, RunOptions(backend="http")))
+    events: list[object] = []
+    options = RunOptions(backend="http", subscribers=[events.append])
+    result = asyncio.run(run_job([str(src)], tmp_path / "out.jsonl", settings, options))
     (record,) = read_records(tmp_path / "out.jsonl")
+    answered = [e.chunk_done for e in events if isinstance(e, ChunkDone)]
+    assert answered == [False, True]  # two questions about one chunk: the chunk is done at the second
     found = sorted((e["type"], e["text"], e["start"]) for e in record["entities"])
     assert found == [("ORGANIZATION", "Acme Corp", 37), ("PERSON", "Ada Lovelace", 0), ("PERSON", "Grace Hopper", 17)]
     assert record["chunks"] == 1 and result.summary.chunks == 1

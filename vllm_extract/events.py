@@ -47,13 +47,16 @@ class EnginePhase:
 
 @dataclass(frozen=True, slots=True)
 class ChunkDone:
-    """One chunk's final response arrived (once per chunk, as its request finishes). The tokens are
-    the chunk's usage, a retry's included; ``retry``: its first answer was cut and asked again."""
+    """One request's final response arrived (once per request, as it finishes: a chunk, or one
+    question about a chunk with ``--strategy per-type``). The tokens are the request's usage, a
+    retry's and further passes' included; ``retry``: its first answer was cut and asked again;
+    ``chunk_done``: every request of its chunk is now answered."""
 
     request_id: str
     completion_tokens: int
     retry: bool = False
     prompt_tokens: int = 0
+    chunk_done: bool = True
 
 
 @dataclass(frozen=True, slots=True)

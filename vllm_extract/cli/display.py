@@ -317,7 +317,7 @@ class RunDisplay:
             self.documents_skipped = event.documents_skipped
             self.model, self.backend = event.model, event.backend
         elif isinstance(event, ChunkDone):
-            self.chunks_done += 1  # one final response per chunk, as it arrives
+            self.chunks_done += event.chunk_done  # a chunk is done when all its questions are answered
             self.retried_chunks += event.retry
             self.prompt_tokens += event.prompt_tokens
             self.generated_tokens += event.completion_tokens

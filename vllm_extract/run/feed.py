@@ -41,6 +41,12 @@ class DocWork:
     reused: dict[str, Any] | None = None
     responses: dict[int, VLLMResponse] = field(default_factory=dict)
 
+    def chunk_answered(self, index: int) -> bool:
+        """Whether every request of the chunk that request ``index`` asks about is answered (one
+        request per chunk, or one per question with ``--strategy per-type``)."""
+        chunk = self.chunks[index].chunk.index if self.chunks else index
+        return all(i in self.responses for i, p in enumerate(self.chunks) if p.chunk.index == chunk)
+
 
 class Handoff:
     """Prepared documents from the preparation thread to the event loop, bounded in requests."""
@@ -188,6 +194,7 @@ class Run:
                     response.completion_tokens,
                     response.attempts > 1,
                     prompt_tokens=response.prompt_tokens,
+                    chunk_done=work.chunk_answered(index),
                 )
             )
             if len(work.responses) == len(work.requests):
