@@ -168,6 +168,8 @@ def test_unknown_types_in_groups_and_passes_out_of_range_are_configuration_error
         ExtractionConfig(strategy="per-type", type_groups=("PERSON+WIZARD",))
     with pytest.raises(ConfigurationError, match="two groups"):
         ExtractionConfig(strategy="per-type", type_groups=("PERSON+JUDGE", "JUDGE+COURT"))
+    with pytest.raises(ConfigurationError, match="strategy is all-types"):
+        ExtractionConfig(type_groups=("PERSON+JUDGE",))
     for bad in ({"passes": 0}, {"passes": 6}, {"strategy": "each"}, {"max_examples": -1}):
         with pytest.raises(ConfigurationError):
             ExtractionConfig(**bad)  # type: ignore[arg-type]

@@ -250,6 +250,11 @@ class ExtractionConfig:
             raise ConfigurationError(f"passes must be 1 to {MAX_PASSES}, got {self.passes}")
         if self.max_examples < 0:
             raise ConfigurationError(f"max_examples must be 0 or more, got {self.max_examples}")
+        if self.type_groups and self.strategy != "per-type":
+            raise ConfigurationError(
+                "type_groups is set but strategy is all-types (every type is asked at once)",
+                hint="add --strategy per-type, or drop --type-groups",
+            )
         self.questions()  # an unknown or repeated type in type_groups is an error now, not at the run
         for name in ("max_entities_per_chunk", "max_entity_chars", "reorder_window", "max_line_bytes"):
             if getattr(self, name) < 1:
