@@ -6,6 +6,7 @@ embedded tiny model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,18 +75,29 @@ def direct_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
 @pytest.fixture(scope="session")
 def cached_client(tiny_model_path: Path) -> Iterator[DirectVLLMClient]:
     """The session's second engine, for the tests that need prefix caching on (issue 22's shared
-    prefix) or the crash seam (dead engines, ``test_engine_faults``): built with
-    ``VLLM_EXTRACT_TEST_CRASH_ON=POISON`` (``clients.engine_loop``), so any engine process started
-    while the session lasts dies at a step holding a request whose id contains ``POISON``; every
-    other request runs normally. Completion budget 32 tokens."""
-    previous = os.environ.get(CRASH_ENV)
-    os.environ[CRASH_ENV] = "POISON"  # engine processes started from now on carry the seam
-    client = DirectVLLMClient(engine_config(tiny_model_path, enable_prefix_caching=True, max_completion_tokens=32))
-    asyncio.run(client.connect())
+    prefix) or the crash seam (dead engines, ``test_engine_faults``). Its engine process starts
+    with ``VLLM_EXTRACT_TEST_CRASH_ON=POISON`` (``clients.engine_loop``): it dies at a step holding
+    a request whose id contains ``POISON``; every other request runs normally. The variable is set
+    only while the engine starts (a restarted engine gets it from ``crash_seam``): left in the
+    environment it would reach every later CLI run, which reads ``VLLM_EXTRACT_*`` as settings.
+    Completion budget 32 tokens."""
+    with crash_seam():
+        client = DirectVLLMClient(engine_config(tiny_model_path, enable_prefix_caching=True, max_completion_tokens=32))
+        asyncio.run(client.connect())
     try:
         yield client
     finally:
         asyncio.run(client.close())
+
+
+@contextlib.contextmanager
+def crash_seam() -> Iterator[None]:
+    """``VLLM_EXTRACT_TEST_CRASH_ON=POISON`` for engine processes started inside the block."""
+    previous = os.environ.get(CRASH_ENV)
+    os.environ[CRASH_ENV] = "POISON"
+    try:
+        yield
+    finally:
         if previous is None:
             os.environ.pop(CRASH_ENV, None)
         else:

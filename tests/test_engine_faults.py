@@ -11,11 +11,13 @@ engine has it off); issue 22's prefix-cache test (``test_asking``) shares it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from conftest import crash_seam
 
 from vllm_extract.clients.direct import DirectVLLMClient
 from vllm_extract.config import ExtractionConfig, Settings
@@ -26,6 +28,13 @@ from vllm_extract.run.runner import RunOptions, run_job
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _seam() -> Iterator[None]:
+    """Engines restarted during these tests carry the crash seam too (see ``conftest.crash_seam``)."""
+    with crash_seam():
+        yield
 
 
 def settings(client: DirectVLLMClient) -> Settings:
